@@ -1,0 +1,466 @@
+//! One configuration struct for the whole pipeline, with named profiles.
+//!
+//! - `smoke`: seconds per stage; tests, CI and notebook execution in CI.
+//! - `default`: the README's main command, minutes on a 2-core laptop CPU.
+//! - `paper`: the paper's sizes (224 px, 20 experts × 10 epochs), for a GPU
+//!   and a dataset the user prepared (Flickr30K / COCO).
+//!
+//! Every field can be overridden: from a TOML file (`Config::from_toml_file`,
+//! whose optional `profile = "..."` key names the base profile) or with
+//! dotted `key=value` pairs (`Config::set("experts.epochs", "5")`).
+
+use crate::data::scenes::ScenesConfig;
+use crate::data::ImageNorm;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The profile this configuration started from (`smoke`, `default`, `paper`).
+    pub profile: String,
+    /// The one seed that drives every random choice.
+    pub seed: u64,
+    /// Which dataset, at which image size.
+    pub data: DataConfig,
+    /// The frozen sentence encoder.
+    pub text: TextConfig,
+    /// The two-tower model.
+    pub model: ModelConfig,
+    /// Stage 1: expert training.
+    pub experts: ExpertConfig,
+    /// The evaluation protocol.
+    pub eval: EvalConfig,
+}
+
+/// Where the images and captions come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSource {
+    /// The built-in captioned scenes, generated from the config's seed.
+    Scenes {
+        /// Train / val / test sizes (the image size and seed come from the parent config).
+        train: usize,
+        /// Validation images.
+        val: usize,
+        /// Test images.
+        test: usize,
+    },
+    /// A Karpathy-split `dataset_*.json` (Flickr30K, COCO, or a set written by `vl-distill data export`).
+    Karpathy {
+        /// The JSON file.
+        json: PathBuf,
+        /// Folder the image paths are relative to (default: the JSON's folder).
+        image_root: Option<PathBuf>,
+    },
+    /// The paper's per-split annotation files.
+    PerSplit {
+        /// Dataset name used in results (e.g. `flickr30k`).
+        name: String,
+        /// `*_train.json`.
+        train: PathBuf,
+        /// `*_val.json`.
+        val: PathBuf,
+        /// `*_test.json`.
+        test: PathBuf,
+        /// Folder the `image` paths are relative to.
+        image_root: PathBuf,
+    },
+}
+
+/// Dataset choice and image preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The source of images and captions.
+    pub source: DataSource,
+    /// Images are resized to `image_size × image_size`.
+    pub image_size: u32,
+    /// Pixel normalisation.
+    pub norm: ImageNorm,
+    /// Skip (and report) unreadable images instead of failing.
+    pub skip_unreadable: bool,
+}
+
+/// The frozen sentence encoder that turns captions into embeddings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    /// Encoder name: `hashed` (built-in, offline) for now.
+    pub encoder: String,
+    /// Embedding dimension of the hashed encoder.
+    pub dim: usize,
+}
+
+/// The image encoder of the image tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ImageEncoderConfig {
+    /// The trajectory-matching ConvNet: `depth` blocks of conv3×3 → instance
+    /// norm → ReLU → 2×2 average pool, `width` channels.
+    ConvNet {
+        /// Channels of every block.
+        width: usize,
+        /// Number of blocks.
+        depth: usize,
+    },
+}
+
+/// The text tower: a trainable projection of the frozen sentence embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TextTowerConfig {
+    /// One linear layer.
+    Linear,
+    /// The paper's head: linear → GELU → linear → dropout → residual → LayerNorm.
+    ProjectionHead {
+        /// Dropout probability (0.1 in the paper).
+        dropout: f64,
+    },
+}
+
+/// The two-tower contrastive model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The image encoder.
+    pub image: ImageEncoderConfig,
+    /// Optional linear projection of image features to this dimension; `None`
+    /// uses the image features directly (as the paper does) and the text tower
+    /// projects to their dimension.
+    pub image_proj: Option<usize>,
+    /// The text tower.
+    pub text_tower: TextTowerConfig,
+    /// Softmax temperature τ of InfoNCE (the paper fixes 0.07).
+    pub temperature: f64,
+    /// Learn τ (as log(1/τ), stored in the text tower's parameters) instead of fixing it.
+    pub learn_temperature: bool,
+}
+
+/// Stage 1: training the experts and recording their trajectories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpertConfig {
+    /// Number of experts (each from its own seed).
+    pub num_experts: usize,
+    /// Epochs per expert (the trajectory holds epochs + 1 snapshots).
+    pub epochs: usize,
+    /// Image–caption pairs per minibatch.
+    pub batch_size: usize,
+    /// SGD learning rate of the image tower.
+    pub lr_image: f64,
+    /// SGD learning rate of the text tower.
+    pub lr_text: f64,
+    /// SGD momentum (0 in the paper).
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Compute validation recall after every epoch (for the log line).
+    pub val_every_epoch: bool,
+}
+
+/// How a set of pairs (full data, coreset, distilled set) is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Number of fresh models (seeds) trained and evaluated; results are mean ± std.
+    pub num_seeds: usize,
+    /// Epochs of training on the full train split (`eval --method full`).
+    pub full_epochs: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+}
+
+impl Config {
+    /// The built-in profile called `name` (`smoke`, `default`, `paper`).
+    pub fn profile(name: &str) -> Result<Config> {
+        match name {
+            "smoke" => Ok(Self::smoke()),
+            "default" => Ok(Self::default_profile()),
+            "paper" => Ok(Self::paper()),
+            other => Err(Error::Config(format!(
+                "unknown profile {other:?}: choose smoke, default or paper"
+            ))),
+        }
+    }
+
+    /// Seconds per stage: tests, CI, notebooks in CI.
+    pub fn smoke() -> Config {
+        Config {
+            profile: "smoke".into(),
+            seed: 0,
+            data: DataConfig {
+                source: DataSource::Scenes {
+                    train: 300,
+                    val: 60,
+                    test: 100,
+                },
+                image_size: 16,
+                norm: ImageNorm::default(),
+                skip_unreadable: false,
+            },
+            text: TextConfig {
+                encoder: "hashed".into(),
+                dim: 128,
+            },
+            model: ModelConfig {
+                image: ImageEncoderConfig::ConvNet {
+                    width: 16,
+                    depth: 2,
+                },
+                image_proj: None,
+                text_tower: TextTowerConfig::Linear,
+                temperature: 0.07,
+                learn_temperature: false,
+            },
+            experts: ExpertConfig {
+                num_experts: 2,
+                epochs: 3,
+                batch_size: 64,
+                lr_image: 0.1,
+                lr_text: 0.1,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                val_every_epoch: true,
+            },
+            eval: EvalConfig {
+                num_seeds: 2,
+                full_epochs: 3,
+                batch_size: 64,
+            },
+        }
+    }
+
+    /// A laptop CPU in minutes: the README's main command.
+    pub fn default_profile() -> Config {
+        let mut c = Self::smoke();
+        c.profile = "default".into();
+        c.data.source = DataSource::Scenes {
+            train: 2000,
+            val: 250,
+            test: 500,
+        };
+        c.data.image_size = 32;
+        c.text.dim = 384;
+        c.model.image = ImageEncoderConfig::ConvNet {
+            width: 64,
+            depth: 3,
+        };
+        c.experts.num_experts = 3;
+        c.experts.epochs = 6;
+        c.experts.batch_size = 128;
+        c.eval.num_seeds = 3;
+        c.eval.full_epochs = 6;
+        c.eval.batch_size = 128;
+        c
+    }
+
+    /// The paper's sizes; needs a GPU and a prepared dataset (set `data.source`).
+    pub fn paper() -> Config {
+        let mut c = Self::default_profile();
+        c.profile = "paper".into();
+        c.data.source = DataSource::Karpathy {
+            json: PathBuf::from("data/flickr30k/dataset_flickr30k.json"),
+            image_root: None,
+        };
+        c.data.image_size = 224;
+        c.text.dim = 768;
+        c.model.image = ImageEncoderConfig::ConvNet {
+            width: 128,
+            depth: 5,
+        };
+        c.model.text_tower = TextTowerConfig::ProjectionHead { dropout: 0.1 };
+        c.experts.num_experts = 20;
+        c.experts.epochs = 10;
+        c.experts.batch_size = 128;
+        c.eval.num_seeds = 5;
+        c.eval.full_epochs = 10;
+        c
+    }
+
+    /// Reads a TOML file: its `profile` key (default `default`) picks the base,
+    /// every other key overrides that profile's value.
+    pub fn from_toml_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Json {
+            path: path.into(),
+            message: format!("TOML: {e}"),
+        })?;
+        let overrides = serde_json::to_value(&table).map_err(|e| Error::Json {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let base = overrides
+            .get("profile")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let mut value = serde_json::to_value(Self::profile(base)?).expect("config serialises");
+        merge(&mut value, &overrides);
+        serde_json::from_value(value).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Overrides one field by its dotted path, e.g. `set("experts.epochs", "5")`
+    /// or `set("data.source", r#"{"kind":"karpathy","json":"d.json"}"#)`.
+    /// The value is read as JSON when it parses as JSON, else as a string.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let parsed: serde_json::Value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        let mut root = serde_json::to_value(&*self).expect("config serialises");
+        let mut slot = &mut root;
+        for part in key.split('.') {
+            slot = slot
+                .as_object_mut()
+                .and_then(|o| o.get_mut(part))
+                .ok_or_else(|| Error::Config(format!("no setting {key:?} (at {part:?})")))?;
+        }
+        *slot = parsed;
+        *self = serde_json::from_value(root)
+            .map_err(|e| Error::Config(format!("{key}={value}: {e}")))?;
+        Ok(())
+    }
+
+    /// Applies `key=value` strings in order (see [`set`](Self::set)).
+    pub fn apply_overrides<S: AsRef<str>>(&mut self, pairs: &[S]) -> Result<()> {
+        for p in pairs {
+            let p = p.as_ref();
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| Error::Config(format!("override {p:?} is not key=value")))?;
+            self.set(k.trim(), v.trim())?;
+        }
+        self.validate()
+    }
+
+    /// Checks ranges and consistency of all fields.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.data.image_size < 8 {
+            return bad(format!("data.image_size {} < 8", self.data.image_size));
+        }
+        let ImageEncoderConfig::ConvNet { width, depth } = self.model.image;
+        if width == 0 || depth == 0 {
+            return bad("model.image: width and depth must be > 0".into());
+        }
+        if (self.data.image_size as usize) >> depth == 0 {
+            return bad(format!(
+                "a ConvNet of depth {depth} pools {} px down to nothing",
+                self.data.image_size
+            ));
+        }
+        if !(self.model.temperature > 0.0) {
+            return bad("model.temperature must be > 0".into());
+        }
+        if self.text.dim == 0 {
+            return bad("text.dim must be > 0".into());
+        }
+        let e = &self.experts;
+        if e.num_experts == 0 || e.epochs == 0 || e.batch_size < 2 {
+            return bad("experts: num_experts and epochs must be > 0, batch_size >= 2".into());
+        }
+        if !(e.lr_image > 0.0 && e.lr_text > 0.0) {
+            return bad("experts: learning rates must be > 0".into());
+        }
+        if !(0.0..1.0).contains(&e.momentum) {
+            return bad("experts.momentum must be in [0, 1)".into());
+        }
+        if self.eval.num_seeds == 0 || self.eval.batch_size < 2 {
+            return bad("eval: num_seeds must be > 0, batch_size >= 2".into());
+        }
+        if let TextTowerConfig::ProjectionHead { dropout } = self.model.text_tower {
+            if !(0.0..1.0).contains(&dropout) {
+                return bad("model.text_tower.dropout must be in [0, 1)".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The scenes generator settings implied by this config, when the source is scenes.
+    pub fn scenes(&self) -> Option<ScenesConfig> {
+        match &self.data.source {
+            DataSource::Scenes { train, val, test } => Some(ScenesConfig {
+                seed: self.seed,
+                image_size: self.data.image_size,
+                train: *train,
+                val: *val,
+                test: *test,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The config as pretty TOML (what `--print-config` shows).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                // A tagged enum (with "kind") is replaced whole when the kind changes.
+                match b.get_mut(k) {
+                    Some(slot)
+                        if slot.get("kind").is_some()
+                            && v.get("kind").is_some()
+                            && slot.get("kind") != v.get("kind") =>
+                    {
+                        *slot = v.clone()
+                    }
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_are_valid_and_distinct() {
+        for p in ["smoke", "default", "paper"] {
+            let c = Config::profile(p).unwrap();
+            c.validate().unwrap();
+            assert_eq!(c.profile, p);
+        }
+        assert!(Config::profile("huge").is_err());
+    }
+
+    #[test]
+    fn overrides_and_toml() {
+        let mut c = Config::smoke();
+        c.apply_overrides(&["experts.epochs=7", "model.temperature=0.05"])
+            .unwrap();
+        assert_eq!(c.experts.epochs, 7);
+        assert_eq!(c.model.temperature, 0.05);
+        assert!(c.set("experts.nope", "1").is_err());
+        assert!(c.set("experts.epochs", "\"many\"").is_err());
+        assert!(c.apply_overrides(&["experts.epochs=0"]).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "profile = \"smoke\"\nseed = 5\n[experts]\nepochs = 9\n[model.text_tower]\nkind = \"projection_head\"\ndropout = 0.1\n",
+        )
+        .unwrap();
+        let c = Config::from_toml_file(&f).unwrap();
+        assert_eq!((c.seed, c.experts.epochs), (5, 9));
+        assert_eq!(c.experts.batch_size, Config::smoke().experts.batch_size);
+        assert_eq!(
+            c.model.text_tower,
+            TextTowerConfig::ProjectionHead { dropout: 0.1 }
+        );
+        // round trip through TOML text
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+    }
+}

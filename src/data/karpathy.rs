@@ -1,0 +1,1 @@
+//! Karpathy-split and per-split annotation loaders (to be written).

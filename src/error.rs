@@ -1,0 +1,113 @@
+//! The library's error type: every failure names the file, field or step it
+//! concerns, so a notebook user can act on it without reading the source.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in vl-distill.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed inside candle.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// A JSON file could not be parsed or does not have the expected layout.
+    #[error("{path}: malformed JSON: {message}")]
+    Json {
+        /// The JSON file.
+        path: PathBuf,
+        /// What was wrong (with line/column when known).
+        message: String,
+    },
+
+    /// An image file referenced by a dataset does not exist.
+    #[error("{path}: image file not found (referenced by {annotation})")]
+    MissingImage {
+        /// The image path that was looked up.
+        path: PathBuf,
+        /// The annotation file that names it.
+        annotation: PathBuf,
+    },
+
+    /// An image file exists but could not be decoded.
+    #[error("{path}: cannot decode image: {message}")]
+    BadImage {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's message.
+        message: String,
+    },
+
+    /// An image in an annotation file has no captions.
+    #[error("{annotation}: image {image:?} has no captions")]
+    NoCaptions {
+        /// The annotation file.
+        annotation: PathBuf,
+        /// The image's file name as written in the annotation.
+        image: String,
+    },
+
+    /// A split that is needed has no images.
+    #[error("{source_name}: split {split:?} is empty")]
+    EmptySplit {
+        /// Where the dataset came from (a file, or "scenes").
+        source_name: String,
+        /// The split's name.
+        split: String,
+    },
+
+    /// A configuration value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// Tensors or parameter sets whose shapes do not agree.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+
+    /// A loss or gradient became NaN or infinite.
+    #[error("non-finite value at {step}: {what}")]
+    NonFinite {
+        /// Where it happened (stage, expert, epoch, step).
+        step: String,
+        /// Which value.
+        what: String,
+    },
+
+    /// A saved file (trajectory, cache, checkpoint) does not match what it should hold.
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+/// `Result` with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A problem with a saved file.
+    pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::BadFile {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Functional two-tower contrastive models.
+//!
+//! A model value ([`TwoTower`]) holds only the architecture; its parameters
+//! live in a [`TowerParams`] (one [`ParamSet`] per modality) passed to every
+//! forward. That is what lets stage 2 rebuild the student from any snapshot
+//! and differentiate through its SGD steps.
+
+pub mod convnet;
+pub mod ops;
+pub mod params;
+pub mod text_tower;
+
+pub use convnet::ConvNet;
+pub use params::ParamSet;
+pub use text_tower::TextTower;
+
+use crate::config::{ImageEncoderConfig, ModelConfig};
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The two modalities; each has its own tower, learning rate and trajectory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// The image tower.
+    Image,
+    /// The text tower.
+    Text,
+}
+
+impl Modality {
+    /// Both modalities, image first.
+    pub const BOTH: [Modality; 2] = [Modality::Image, Modality::Text];
+
+    /// `"image"` or `"text"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Image => "image",
+            Modality::Text => "text",
+        }
+    }
+}
+
+/// Whether a forward pass trains (dropout on, with a mask from `seed`) or evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training; stochastic layers draw from `seed` so a step can be replayed exactly.
+    Train {
+        /// Seed of this step's dropout masks.
+        seed: u64,
+    },
+    /// Evaluation: deterministic.
+    Eval,
+}
+
+/// An image encoder with parameters passed in (functional), differentiable twice.
+pub trait ImageEncoder: Send + Sync + std::fmt::Debug {
+    /// A short identifier, e.g. `convnet-w64-d3` (used in results and file metadata).
+    fn name(&self) -> String;
+    /// Size of the feature vector `forward` returns.
+    fn out_dim(&self) -> usize;
+    /// Fresh parameters drawn from `rng`.
+    fn init(&self, rng: &mut ChaCha8Rng, device: &Device, dtype: DType) -> Result<ParamSet>;
+    /// Features `[B, out_dim]` of images `[B, 3, H, W]`.
+    fn forward(&self, params: &ParamSet, x: &Tensor) -> Result<Tensor>;
+}
+
+/// The parameters of both towers.
+#[derive(Debug, Clone)]
+pub struct TowerParams {
+    /// Image tower (encoder, then the optional projection `proj.*`).
+    pub image: ParamSet,
+    /// Text tower (and `logit_scale` when the temperature is learned).
+    pub text: ParamSet,
+}
+
+impl TowerParams {
+    /// The set of one modality.
+    pub fn get(&self, m: Modality) -> &ParamSet {
+        match m {
+            Modality::Image => &self.image,
+            Modality::Text => &self.text,
+        }
+    }
+
+    /// Applies `f` to both sets.
+    pub fn map(&self, mut f: impl FnMut(Modality, &ParamSet) -> Result<ParamSet>) -> Result<Self> {
+        Ok(TowerParams {
+            image: f(Modality::Image, &self.image)?,
+            text: f(Modality::Text, &self.text)?,
+        })
+    }
+
+    /// Detached copies of both sets.
+    pub fn detach(&self) -> Self {
+        TowerParams {
+            image: self.image.detach(),
+            text: self.text.detach(),
+        }
+    }
+
+    /// Total number of scalar parameters.
+    pub fn num_elements(&self) -> usize {
+        self.image.num_elements() + self.text.num_elements()
+    }
+}
+
+/// The two-tower model: image encoder (+ optional projection), text
+/// projection, and InfoNCE with temperature τ.
+#[derive(Debug)]
+pub struct TwoTower {
+    /// The image encoder.
+    pub encoder: Box<dyn ImageEncoder>,
+    /// Joint-space size of the optional image projection.
+    pub image_proj: Option<usize>,
+    /// The text tower.
+    pub text: TextTower,
+    /// τ (initial τ when learned).
+    pub temperature: f64,
+    /// Whether `logit_scale` is a parameter.
+    pub learn_temperature: bool,
+}
+
+impl TwoTower {
+    /// Builds the model of `cfg` for `image_size` px images and `text_dim`-d sentence embeddings.
+    pub fn new(cfg: &ModelConfig, image_size: usize, text_dim: usize) -> Result<TwoTower> {
+        let encoder: Box<dyn ImageEncoder> = match cfg.image {
+            ImageEncoderConfig::ConvNet { width, depth } => {
+                if image_size >> depth == 0 {
+                    return Err(Error::Config(format!(
+                        "ConvNet depth {depth} is too deep for {image_size} px images"
+                    )));
+                }
+                Box::new(ConvNet::new(width, depth, image_size))
+            }
+        };
+        let joint = cfg.image_proj.unwrap_or(encoder.out_dim());
+        Ok(TwoTower {
+            encoder,
+            image_proj: cfg.image_proj,
+            text: TextTower::new(cfg.text_tower.clone(), text_dim, joint),
+            temperature: cfg.temperature,
+            learn_temperature: cfg.learn_temperature,
+        })
+    }
+
+    /// Dimension of the joint embedding space.
+    pub fn joint_dim(&self) -> usize {
+        self.text.out_dim
+    }
+
+    /// A short description, e.g. `convnet-w64-d3 + linear text`.
+    pub fn describe(&self) -> String {
+        let t = match self.text.kind {
+            crate::config::TextTowerConfig::Linear => "linear",
+            crate::config::TextTowerConfig::ProjectionHead { .. } => "projection-head",
+        };
+        format!("{} + {t} text → {}-d", self.encoder.name(), self.joint_dim())
+    }
+
+    /// Fresh parameters of both towers from `seed`.
+    pub fn init(&self, seed: u64, device: &Device, dtype: DType) -> Result<TowerParams> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut image = self.encoder.init(&mut rng, device, dtype)?;
+        if let Some(d) = self.image_proj {
+            let fan_in = self.encoder.out_dim();
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            image.push(
+                "proj.weight",
+                ops::uniform(&mut rng, &[d, fan_in], bound, dtype, device)?,
+            );
+            image.push("proj.bias", ops::uniform(&mut rng, &[d], bound, dtype, device)?);
+        }
+        let mut text = self.text.init(&mut rng, device, dtype)?;
+        if self.learn_temperature {
+            let s = (1.0 / self.temperature).ln();
+            text.push("logit_scale", Tensor::new(&[s], device)?.to_dtype(dtype)?);
+        }
+        Ok(TowerParams { image, text })
+    }
+
+    /// Joint-space image features `[B, d]` (not normalised).
+    pub fn encode_images(&self, p: &ParamSet, x: &Tensor) -> Result<Tensor> {
+        let h = self.encoder.forward(p, x)?;
+        match self.image_proj {
+            Some(_) => ops::linear(&h, p.get("proj.weight")?, Some(p.get("proj.bias")?)),
+            None => Ok(h),
+        }
+    }
+
+    /// Joint-space text features `[B, d]` of sentence embeddings `[B, D]` (not normalised).
+    pub fn encode_texts(&self, p: &ParamSet, e: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.text.forward(p, e, mode)
+    }
+
+    /// The logit scale `1/τ` as a scalar tensor (a parameter when learned).
+    pub fn logit_scale(&self, text: &ParamSet, like: &Tensor) -> Result<Tensor> {
+        if self.learn_temperature {
+            Ok(text.get("logit_scale")?.exp()?.reshape(())?)
+        } else {
+            Ok(Tensor::new(1.0 / self.temperature, like.device())?.to_dtype(like.dtype())?)
+        }
+    }
+
+    /// The contrastive loss of matched pairs `x[i]`, `e[i]`.
+    pub fn loss(&self, p: &TowerParams, x: &Tensor, e: &Tensor, mode: Mode) -> Result<Tensor> {
+        let fi = self.encode_images(&p.image, x)?;
+        let ft = self.encode_texts(&p.text, e, mode)?;
+        let scale = self.logit_scale(&p.text, &fi)?;
+        crate::loss::info_nce(&fi, &ft, &scale)
+    }
+}

@@ -1,0 +1,198 @@
+//! The student's unrolled SGD steps and the exact gradient through them.
+//!
+//! Forward: `θ_{n+1} = θ_n − α_t ∇_θ L(θ_n; x̂[B_n], ê[B_n])` for n = 0…N−1,
+//! with one learning rate α_t per tower, keeping detached snapshots θ_0…θ_N.
+//!
+//! Reverse sweep (adjoint), given λ_N = ∂ℓ/∂θ_N of any loss ℓ(θ_N): for
+//! n = N−1…0, rebuild step n from leaf variables (θ_n, x̂, ê), take
+//! g = ∇_θ L keeping its graph, and backpropagate
+//! `s = Σ_t α_t ⟨λ_{n+1,t}, g_t⟩` once. Then
+//! - ∂ℓ/∂x̂ −= ∂s/∂x̂ and ∂ℓ/∂ê −= ∂s/∂ê,
+//! - ∂ℓ/∂log α_t −= α_t ⟨λ_{n+1,t}, g_t⟩,
+//! - λ_n = λ_{n+1} − ∂s/∂θ_n (a Hessian-vector product).
+//!
+//! Only one step's graph is alive at a time, so memory is flat in N (plus the
+//! N+1 parameter snapshots). This is how candle, which keeps gradients of
+//! leaf variables only, computes what PyTorch gets from
+//! `autograd.grad(create_graph=True)` over the whole unroll. The reverse
+//! sweep must run inside [`second_order::with_graph_gradients`](crate::second_order::with_graph_gradients).
+
+use crate::error::{Error, Result};
+use crate::model::{Mode, Modality, ParamSet, TowerParams, TwoTower};
+use crate::second_order::{ensure_graph_gradients, scalar};
+use candle_core::{Tensor, Var};
+
+/// One student step's minibatch: indices into the synthetic set and the seed
+/// of its dropout masks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepBatch {
+    /// Rows of the synthetic images / texts used by this step.
+    pub indices: Vec<u32>,
+    /// Seed of this step's stochastic layers.
+    pub seed: u64,
+}
+
+/// The student's learning rates, one per tower.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TowerLr {
+    /// Learning rate of the image tower.
+    pub image: f64,
+    /// Learning rate of the text tower.
+    pub text: f64,
+}
+
+impl TowerLr {
+    /// The rate of one modality.
+    pub fn get(&self, m: Modality) -> f64 {
+        match m {
+            Modality::Image => self.image,
+            Modality::Text => self.text,
+        }
+    }
+}
+
+/// Gradients of ℓ with respect to everything the unroll depends on.
+#[derive(Debug, Clone)]
+pub struct UnrollGrads {
+    /// ∂ℓ/∂x̂, shaped like the synthetic images.
+    pub images: Tensor,
+    /// ∂ℓ/∂ê, shaped like the synthetic text embeddings.
+    pub texts: Tensor,
+    /// ∂ℓ/∂log α for the image tower.
+    pub log_lr_image: f64,
+    /// ∂ℓ/∂log α for the text tower.
+    pub log_lr_text: f64,
+    /// ∂ℓ/∂θ_0 (the adjoint at the start).
+    pub start: TowerParams,
+}
+
+fn batch_of(t: &Tensor, b: &StepBatch) -> Result<Tensor> {
+    let idx = Tensor::new(b.indices.as_slice(), t.device())?;
+    Ok(t.index_select(&idx, 0)?)
+}
+
+fn sgd(theta: &ParamSet, grad: &ParamSet, lr: f64) -> Result<ParamSet> {
+    Ok(theta.add_scaled(grad, -lr)?.detach())
+}
+
+/// One plain SGD step of the student on `batch`; returns the new (detached)
+/// parameters and the loss before the step.
+pub fn student_step(
+    model: &TwoTower,
+    theta: &TowerParams,
+    images: &Tensor,
+    texts: &Tensor,
+    batch: &StepBatch,
+    lr: TowerLr,
+) -> Result<(TowerParams, f64)> {
+    let (image, _vi) = theta.image.to_vars()?;
+    let (text, _vt) = theta.text.to_vars()?;
+    let p = TowerParams { image, text };
+    let loss = model.loss(
+        &p,
+        &batch_of(&images.detach(), batch)?,
+        &batch_of(&texts.detach(), batch)?,
+        Mode::Train { seed: batch.seed },
+    )?;
+    let l = scalar(&loss)?;
+    let grads = loss.backward()?;
+    let next = TowerParams {
+        image: sgd(&theta.image, &p.image.grads_from(&grads)?, lr.image)?,
+        text: sgd(&theta.text, &p.text.grads_from(&grads)?, lr.text)?,
+    };
+    Ok((next, l))
+}
+
+/// Runs the N student steps from `theta0`; returns the N+1 snapshots and the N losses.
+pub fn unroll_forward(
+    model: &TwoTower,
+    theta0: &TowerParams,
+    images: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+) -> Result<(Vec<TowerParams>, Vec<f64>)> {
+    let mut snaps = vec![theta0.detach()];
+    let mut losses = Vec::with_capacity(batches.len());
+    for (n, b) in batches.iter().enumerate() {
+        let (next, l) = student_step(model, &snaps[n], images, texts, b, lr)?;
+        if !l.is_finite() {
+            return Err(Error::NonFinite {
+                step: format!("student step {n}"),
+                what: "contrastive loss".into(),
+            });
+        }
+        snaps.push(next);
+        losses.push(l);
+    }
+    Ok((snaps, losses))
+}
+
+/// The exact gradient of ℓ(θ_N) through the unrolled steps, given the
+/// snapshots from [`unroll_forward`] and `lambda = ∂ℓ/∂θ_N`. Must run on a
+/// thread prepared by [`with_graph_gradients`](crate::second_order::with_graph_gradients).
+pub fn reverse_sweep(
+    model: &TwoTower,
+    snapshots: &[TowerParams],
+    images: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+    lambda: &TowerParams,
+) -> Result<UnrollGrads> {
+    ensure_graph_gradients()?;
+    if snapshots.len() != batches.len() + 1 {
+        return Err(Error::Shape(format!(
+            "{} snapshots for {} steps",
+            snapshots.len(),
+            batches.len()
+        )));
+    }
+    let mut lam = lambda.detach();
+    let mut d_images = images.zeros_like()?;
+    let mut d_texts = texts.zeros_like()?;
+    let (mut d_log_img, mut d_log_txt) = (0.0, 0.0);
+    for n in (0..batches.len()).rev() {
+        let (image, _vi) = snapshots[n].image.to_vars()?;
+        let (text, _vt) = snapshots[n].text.to_vars()?;
+        let theta = TowerParams { image, text };
+        let xv = Var::from_tensor(&images.detach())?;
+        let ev = Var::from_tensor(&texts.detach())?;
+        let loss = model.loss(
+            &theta,
+            &batch_of(xv.as_tensor(), &batches[n])?,
+            &batch_of(ev.as_tensor(), &batches[n])?,
+            Mode::Train {
+                seed: batches[n].seed,
+            },
+        )?;
+        let grads = loss.backward()?;
+        let g_img = theta.image.grads_from(&grads)?;
+        let g_txt = theta.text.grads_from(&grads)?;
+        let dot_img = lam.image.dot_tensor(&g_img)?;
+        let dot_txt = lam.text.dot_tensor(&g_txt)?;
+        d_log_img -= lr.image * scalar(&dot_img)?;
+        d_log_txt -= lr.text * scalar(&dot_txt)?;
+        let s = ((dot_img * lr.image)? + (dot_txt * lr.text)?)?;
+        let hv = s.backward()?;
+        if let Some(g) = hv.get(xv.as_tensor()) {
+            d_images = (d_images - g.detach())?;
+        }
+        if let Some(g) = hv.get(ev.as_tensor()) {
+            d_texts = (d_texts - g.detach())?;
+        }
+        let h_img = theta.image.grads_from(&hv)?;
+        let h_txt = theta.text.grads_from(&hv)?;
+        lam = TowerParams {
+            image: lam.image.sub(&h_img)?.detach(),
+            text: lam.text.sub(&h_txt)?.detach(),
+        };
+    }
+    Ok(UnrollGrads {
+        images: d_images.detach(),
+        texts: d_texts.detach(),
+        log_lr_image: d_log_img,
+        log_lr_text: d_log_txt,
+        start: lam,
+    })
+}

@@ -1,0 +1,254 @@
+//! Gradients against central finite differences in f64: InfoNCE, the ConvNet
+//! tower, and the second-order gradient through unrolled SGD (the
+//! foundation of stage 2).
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
+use vl_distill::model::{Mode, ParamSet, TowerParams, TwoTower};
+use vl_distill::second_order::with_graph_gradients;
+use vl_distill::unroll::{reverse_sweep, unroll_forward, StepBatch, TowerLr};
+
+const DEV: Device = Device::Cpu;
+
+fn randn(rng: &mut ChaCha8Rng, shape: &[usize], scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0) * scale).collect();
+    Tensor::from_vec(v, shape, &DEV).unwrap()
+}
+
+fn to_vec(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn perturb(t: &Tensor, i: usize, h: f64) -> Tensor {
+    let mut v = to_vec(t);
+    v[i] += h;
+    Tensor::from_vec(v, t.shape(), &DEV).unwrap()
+}
+
+fn axpy(t: &Tensor, dir: &Tensor, h: f64) -> Tensor {
+    (t + (dir * h).unwrap()).unwrap()
+}
+
+/// Relative error ‖a − b‖ / max(‖b‖, tiny).
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
+    num / den
+}
+
+fn model(text_tower: TextTowerConfig, learn_temperature: bool, text_dim: usize) -> TwoTower {
+    let cfg = ModelConfig {
+        image: ImageEncoderConfig::ConvNet { width: 4, depth: 2 },
+        image_proj: None,
+        text_tower,
+        temperature: 0.5,
+        learn_temperature,
+    };
+    TwoTower::new(&cfg, 8, text_dim).unwrap()
+}
+
+#[test]
+fn info_nce_gradient_matches_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let fi = randn(&mut rng, &[5, 7], 1.0);
+    let ft = randn(&mut rng, &[5, 7], 1.0);
+    let scale = Tensor::new(3.0f64, &DEV).unwrap();
+    let loss = |a: &Tensor, b: &Tensor| -> f64 {
+        vl_distill::loss::info_nce(a, b, &scale)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let vi = Var::from_tensor(&fi).unwrap();
+    let vt = Var::from_tensor(&ft).unwrap();
+    let l = vl_distill::loss::info_nce(vi.as_tensor(), vt.as_tensor(), &scale).unwrap();
+    assert!(l.to_scalar::<f64>().unwrap() > 0.0);
+    let g = l.backward().unwrap();
+    let h = 1e-6;
+    for (var, other, first) in [(&fi, &ft, true), (&ft, &fi, false)] {
+        let ad = to_vec(g.get(if first { vi.as_tensor() } else { vt.as_tensor() }).unwrap());
+        let fd: Vec<f64> = (0..var.elem_count())
+            .map(|i| {
+                let (p, m) = (perturb(var, i, h), perturb(var, i, -h));
+                let (lp, lm) = if first {
+                    (loss(&p, other), loss(&m, other))
+                } else {
+                    (loss(other, &p), loss(other, &m))
+                };
+                (lp - lm) / (2.0 * h)
+            })
+            .collect();
+        let e = rel_err(&ad, &fd);
+        assert!(e < 1e-5, "InfoNCE relative error {e}");
+    }
+}
+
+#[test]
+fn info_nce_prefers_matched_pairs() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let f = randn(&mut rng, &[8, 16], 1.0);
+    let scale = Tensor::new(10.0f64, &DEV).unwrap();
+    let matched = vl_distill::loss::info_nce(&f, &f, &scale).unwrap();
+    let shuffled = f.roll(1, 0).unwrap();
+    let wrong = vl_distill::loss::info_nce(&f, &shuffled, &scale).unwrap();
+    assert!(matched.to_scalar::<f64>().unwrap() < 0.1);
+    assert!(wrong.to_scalar::<f64>().unwrap() > 1.0);
+    // shape mismatch is an error, not a panic
+    assert!(vl_distill::loss::info_nce(&f, &f.narrow(1, 0, 4).unwrap(), &scale).is_err());
+}
+
+#[test]
+fn convnet_tower_gradient_matches_finite_differences() {
+    let m = model(TextTowerConfig::Linear, false, 6);
+    let p = m.init(3, &DEV, DType::F64).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let x = randn(&mut rng, &[3, 3, 8, 8], 1.0);
+    let w_out = randn(&mut rng, &[3, m.encoder.out_dim()], 1.0);
+    // a scalar readout of the features: Σ w ⊙ f(x)
+    let readout = |params: &ParamSet, x: &Tensor| -> Tensor {
+        (m.encode_images(params, x).unwrap() * &w_out)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+    };
+    let (vars, _v) = p.image.to_vars().unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let g = readout(&vars, xv.as_tensor()).backward().unwrap();
+    let h = 1e-6;
+    let val = |params: &ParamSet, x: &Tensor| readout(params, x).to_scalar::<f64>().unwrap();
+    // every parameter tensor: a random direction plus two coordinates
+    for (k, name) in p.image.names().iter().enumerate() {
+        let t = &p.image.tensors()[k];
+        let ad = to_vec(g.get(&vars.tensors()[k]).unwrap());
+        let dir = randn(&mut rng, t.dims(), 1.0);
+        let with = |d: f64| {
+            p.image
+                .map(|n, u| Ok(if n == name { axpy(u, &dir, d) } else { u.clone() }))
+                .unwrap()
+        };
+        let fd = (val(&with(h), &x) - val(&with(-h), &x)) / (2.0 * h);
+        let ad_dir: f64 = ad.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
+        // A conv bias right before instance norm has zero gradient: compare absolutely there.
+        if fd.abs() < 1e-9 {
+            assert!(ad_dir.abs() < 1e-9, "{name}: {ad_dir} vs {fd}");
+            continue;
+        }
+        let e = rel_err(&[ad_dir], &[fd]);
+        assert!(e < 1e-5, "{name}: relative error {e} ({ad_dir} vs {fd})");
+    }
+    let ad_x = to_vec(g.get(xv.as_tensor()).unwrap());
+    let idx: Vec<usize> = (0..12).map(|_| rng.random_range(0..x.elem_count())).collect();
+    let fd: Vec<f64> = idx
+        .iter()
+        .map(|&i| (val(&p.image, &perturb(&x, i, h)) - val(&p.image, &perturb(&x, i, -h))) / (2.0 * h))
+        .collect();
+    let ad: Vec<f64> = idx.iter().map(|&i| ad_x[i]).collect();
+    let e = rel_err(&ad, &fd);
+    assert!(e < 1e-5, "input gradient relative error {e}");
+}
+
+/// ℓ = ‖θ₃ − θ_target‖² after 3 SGD steps; its gradient with respect to the
+/// images, the text embeddings and both log learning rates, by the reverse
+/// sweep, against central finite differences.
+fn check_second_order(m: &TwoTower, text_dim: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let theta0 = m.init(6, &DEV, DType::F64).unwrap();
+    let target = m.init(7, &DEV, DType::F64).unwrap();
+    let images = randn(&mut rng, &[6, 3, 8, 8], 1.0);
+    let texts = randn(&mut rng, &[6, text_dim], 1.0);
+    let batches = vec![
+        StepBatch { indices: vec![0, 1, 2, 3], seed: 11 },
+        StepBatch { indices: vec![2, 3, 4, 5], seed: 12 },
+        StepBatch { indices: vec![5, 0, 3, 1], seed: 13 },
+    ];
+    let log_lr = [(0.3f64).ln(), (0.2f64).ln()];
+    let ell = |images: &Tensor, texts: &Tensor, log_lr: [f64; 2]| -> f64 {
+        let lr = TowerLr { image: log_lr[0].exp(), text: log_lr[1].exp() };
+        let (snaps, _) = unroll_forward(m, &theta0, images, texts, &batches, lr).unwrap();
+        let last = snaps.last().unwrap();
+        last.image.sq_dist(&target.image).unwrap() + last.text.sq_dist(&target.text).unwrap()
+    };
+    let lr = TowerLr { image: log_lr[0].exp(), text: log_lr[1].exp() };
+    let grads = with_graph_gradients(|| {
+        let (snaps, _) = unroll_forward(m, &theta0, &images, &texts, &batches, lr)?;
+        let last = snaps.last().unwrap();
+        let lambda = TowerParams {
+            image: last.image.sub(&target.image)?.scale(2.0)?,
+            text: last.text.sub(&target.text)?.scale(2.0)?,
+        };
+        reverse_sweep(m, &snaps, &images, &texts, &batches, lr, &lambda)
+    })
+    .unwrap();
+
+    let h = 1e-5;
+    // images: a few coordinates and one random direction
+    let gi = to_vec(&grads.images);
+    let idx: Vec<usize> = (0..8).map(|_| rng.random_range(0..images.elem_count())).collect();
+    let fd: Vec<f64> = idx
+        .iter()
+        .map(|&i| (ell(&perturb(&images, i, h), &texts, log_lr) - ell(&perturb(&images, i, -h), &texts, log_lr)) / (2.0 * h))
+        .collect();
+    let ad: Vec<f64> = idx.iter().map(|&i| gi[i]).collect();
+    let e = rel_err(&ad, &fd);
+    assert!(e < 1e-4, "image coordinates: relative error {e}\nad {ad:?}\nfd {fd:?}");
+    let dir = randn(&mut rng, images.dims(), 1.0);
+    let fd = (ell(&axpy(&images, &dir, h), &texts, log_lr) - ell(&axpy(&images, &dir, -h), &texts, log_lr)) / (2.0 * h);
+    let ad: f64 = gi.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
+    let e = rel_err(&[ad], &[fd]);
+    assert!(e < 1e-4, "image direction: relative error {e} ({ad} vs {fd})");
+
+    // text embeddings: a random direction and a few coordinates
+    let gt = to_vec(&grads.texts);
+    let dir = randn(&mut rng, texts.dims(), 1.0);
+    let fd = (ell(&images, &axpy(&texts, &dir, h), log_lr) - ell(&images, &axpy(&texts, &dir, -h), log_lr)) / (2.0 * h);
+    let ad: f64 = gt.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
+    let e = rel_err(&[ad], &[fd]);
+    assert!(e < 1e-4, "text direction: relative error {e} ({ad} vs {fd})");
+    let idx: Vec<usize> = (0..6).map(|_| rng.random_range(0..texts.elem_count())).collect();
+    let fd: Vec<f64> = idx
+        .iter()
+        .map(|&i| (ell(&images, &perturb(&texts, i, h), log_lr) - ell(&images, &perturb(&texts, i, -h), log_lr)) / (2.0 * h))
+        .collect();
+    let ad: Vec<f64> = idx.iter().map(|&i| gt[i]).collect();
+    let e = rel_err(&ad, &fd);
+    assert!(e < 1e-4, "text coordinates: relative error {e}");
+
+    // log learning rates
+    let fd_img = (ell(&images, &texts, [log_lr[0] + h, log_lr[1]]) - ell(&images, &texts, [log_lr[0] - h, log_lr[1]])) / (2.0 * h);
+    let fd_txt = (ell(&images, &texts, [log_lr[0], log_lr[1] + h]) - ell(&images, &texts, [log_lr[0], log_lr[1] - h])) / (2.0 * h);
+    let e = rel_err(&[grads.log_lr_image, grads.log_lr_text], &[fd_img, fd_txt]);
+    assert!(e < 1e-4, "log lr: relative error {e} ({} {} vs {fd_img} {fd_txt})", grads.log_lr_image, grads.log_lr_text);
+    assert!(grads.log_lr_image.abs() > 1e-8 && grads.log_lr_text.abs() > 1e-8);
+}
+
+#[test]
+fn second_order_gradient_through_three_sgd_steps() {
+    check_second_order(&model(TextTowerConfig::Linear, false, 10), 10);
+}
+
+#[test]
+fn second_order_gradient_with_projection_head_and_learned_temperature() {
+    check_second_order(
+        &model(TextTowerConfig::ProjectionHead { dropout: 0.2 }, true, 10),
+        10,
+    );
+}
+
+#[test]
+fn reverse_sweep_outside_the_worker_thread_is_a_clear_error() {
+    // This test thread never set the variable: the sweep must refuse, not return zeros.
+    let r = std::thread::spawn(|| {
+        std::env::remove_var("CANDLE_GRAD_DO_NOT_DETACH");
+        vl_distill::second_order::ensure_graph_gradients()
+    })
+    .join()
+    .unwrap();
+    // Either the variable was already set by a concurrent test (then the probe passes)
+    // or the probe must fail with a message naming the fix.
+    if let Err(e) = r {
+        assert!(e.to_string().contains("with_graph_gradients"));
+    }
+}
