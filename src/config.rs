@@ -349,7 +349,7 @@ impl Config {
                 self.data.image_size
             ));
         }
-        if !(self.model.temperature > 0.0) {
+        if self.model.temperature.is_nan() || self.model.temperature <= 0.0 {
             return bad("model.temperature must be > 0".into());
         }
         if self.text.dim == 0 {
@@ -359,7 +359,7 @@ impl Config {
         if e.num_experts == 0 || e.epochs == 0 || e.batch_size < 2 {
             return bad("experts: num_experts and epochs must be > 0, batch_size >= 2".into());
         }
-        if !(e.lr_image > 0.0 && e.lr_text > 0.0) {
+        if e.lr_image.is_nan() || e.lr_text.is_nan() || e.lr_image <= 0.0 || e.lr_text <= 0.0 {
             return bad("experts: learning rates must be > 0".into());
         }
         if !(0.0..1.0).contains(&e.momentum) {

@@ -18,7 +18,7 @@
 //! sweep must run inside [`second_order::with_graph_gradients`](crate::second_order::with_graph_gradients).
 
 use crate::error::{Error, Result};
-use crate::model::{Mode, Modality, ParamSet, TowerParams, TwoTower};
+use crate::model::{Modality, Mode, ParamSet, TowerParams, TwoTower};
 use crate::second_order::{ensure_graph_gradients, scalar};
 use candle_core::{Tensor, Var};
 

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
-use vl_distill::model::{Mode, ParamSet, TowerParams, TwoTower};
+use vl_distill::model::{ParamSet, TowerParams, TwoTower};
 use vl_distill::second_order::with_graph_gradients;
 use vl_distill::unroll::{reverse_sweep, unroll_forward, StepBatch, TowerLr};
 
@@ -14,7 +14,9 @@ const DEV: Device = Device::Cpu;
 
 fn randn(rng: &mut ChaCha8Rng, shape: &[usize], scale: f64) -> Tensor {
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0) * scale).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|_| rng.random_range(-1.0..1.0) * scale)
+        .collect();
     Tensor::from_vec(v, shape, &DEV).unwrap()
 }
 
@@ -34,7 +36,12 @@ fn axpy(t: &Tensor, dir: &Tensor, h: f64) -> Tensor {
 
 /// Relative error ‖a − b‖ / max(‖b‖, tiny).
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
     num / den
 }
@@ -69,7 +76,14 @@ fn info_nce_gradient_matches_finite_differences() {
     let g = l.backward().unwrap();
     let h = 1e-6;
     for (var, other, first) in [(&fi, &ft, true), (&ft, &fi, false)] {
-        let ad = to_vec(g.get(if first { vi.as_tensor() } else { vt.as_tensor() }).unwrap());
+        let ad = to_vec(
+            g.get(if first {
+                vi.as_tensor()
+            } else {
+                vt.as_tensor()
+            })
+            .unwrap(),
+        );
         let fd: Vec<f64> = (0..var.elem_count())
             .map(|i| {
                 let (p, m) = (perturb(var, i, h), perturb(var, i, -h));
@@ -126,7 +140,13 @@ fn convnet_tower_gradient_matches_finite_differences() {
         let dir = randn(&mut rng, t.dims(), 1.0);
         let with = |d: f64| {
             p.image
-                .map(|n, u| Ok(if n == name { axpy(u, &dir, d) } else { u.clone() }))
+                .map(|n, u| {
+                    Ok(if n == name {
+                        axpy(u, &dir, d)
+                    } else {
+                        u.clone()
+                    })
+                })
                 .unwrap()
         };
         let fd = (val(&with(h), &x) - val(&with(-h), &x)) / (2.0 * h);
@@ -140,10 +160,14 @@ fn convnet_tower_gradient_matches_finite_differences() {
         assert!(e < 1e-5, "{name}: relative error {e} ({ad_dir} vs {fd})");
     }
     let ad_x = to_vec(g.get(xv.as_tensor()).unwrap());
-    let idx: Vec<usize> = (0..12).map(|_| rng.random_range(0..x.elem_count())).collect();
+    let idx: Vec<usize> = (0..12)
+        .map(|_| rng.random_range(0..x.elem_count()))
+        .collect();
     let fd: Vec<f64> = idx
         .iter()
-        .map(|&i| (val(&p.image, &perturb(&x, i, h)) - val(&p.image, &perturb(&x, i, -h))) / (2.0 * h))
+        .map(|&i| {
+            (val(&p.image, &perturb(&x, i, h)) - val(&p.image, &perturb(&x, i, -h))) / (2.0 * h)
+        })
         .collect();
     let ad: Vec<f64> = idx.iter().map(|&i| ad_x[i]).collect();
     let e = rel_err(&ad, &fd);
@@ -160,18 +184,33 @@ fn check_second_order(m: &TwoTower, text_dim: usize) {
     let images = randn(&mut rng, &[6, 3, 8, 8], 1.0);
     let texts = randn(&mut rng, &[6, text_dim], 1.0);
     let batches = vec![
-        StepBatch { indices: vec![0, 1, 2, 3], seed: 11 },
-        StepBatch { indices: vec![2, 3, 4, 5], seed: 12 },
-        StepBatch { indices: vec![5, 0, 3, 1], seed: 13 },
+        StepBatch {
+            indices: vec![0, 1, 2, 3],
+            seed: 11,
+        },
+        StepBatch {
+            indices: vec![2, 3, 4, 5],
+            seed: 12,
+        },
+        StepBatch {
+            indices: vec![5, 0, 3, 1],
+            seed: 13,
+        },
     ];
     let log_lr = [(0.3f64).ln(), (0.2f64).ln()];
     let ell = |images: &Tensor, texts: &Tensor, log_lr: [f64; 2]| -> f64 {
-        let lr = TowerLr { image: log_lr[0].exp(), text: log_lr[1].exp() };
+        let lr = TowerLr {
+            image: log_lr[0].exp(),
+            text: log_lr[1].exp(),
+        };
         let (snaps, _) = unroll_forward(m, &theta0, images, texts, &batches, lr).unwrap();
         let last = snaps.last().unwrap();
         last.image.sq_dist(&target.image).unwrap() + last.text.sq_dist(&target.text).unwrap()
     };
-    let lr = TowerLr { image: log_lr[0].exp(), text: log_lr[1].exp() };
+    let lr = TowerLr {
+        image: log_lr[0].exp(),
+        text: log_lr[1].exp(),
+    };
     let grads = with_graph_gradients(|| {
         let (snaps, _) = unroll_forward(m, &theta0, &images, &texts, &batches, lr)?;
         let last = snaps.last().unwrap();
@@ -186,41 +225,75 @@ fn check_second_order(m: &TwoTower, text_dim: usize) {
     let h = 1e-5;
     // images: a few coordinates and one random direction
     let gi = to_vec(&grads.images);
-    let idx: Vec<usize> = (0..8).map(|_| rng.random_range(0..images.elem_count())).collect();
+    let idx: Vec<usize> = (0..8)
+        .map(|_| rng.random_range(0..images.elem_count()))
+        .collect();
     let fd: Vec<f64> = idx
         .iter()
-        .map(|&i| (ell(&perturb(&images, i, h), &texts, log_lr) - ell(&perturb(&images, i, -h), &texts, log_lr)) / (2.0 * h))
+        .map(|&i| {
+            (ell(&perturb(&images, i, h), &texts, log_lr)
+                - ell(&perturb(&images, i, -h), &texts, log_lr))
+                / (2.0 * h)
+        })
         .collect();
     let ad: Vec<f64> = idx.iter().map(|&i| gi[i]).collect();
     let e = rel_err(&ad, &fd);
-    assert!(e < 1e-4, "image coordinates: relative error {e}\nad {ad:?}\nfd {fd:?}");
+    assert!(
+        e < 1e-4,
+        "image coordinates: relative error {e}\nad {ad:?}\nfd {fd:?}"
+    );
     let dir = randn(&mut rng, images.dims(), 1.0);
-    let fd = (ell(&axpy(&images, &dir, h), &texts, log_lr) - ell(&axpy(&images, &dir, -h), &texts, log_lr)) / (2.0 * h);
+    let fd = (ell(&axpy(&images, &dir, h), &texts, log_lr)
+        - ell(&axpy(&images, &dir, -h), &texts, log_lr))
+        / (2.0 * h);
     let ad: f64 = gi.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
     let e = rel_err(&[ad], &[fd]);
-    assert!(e < 1e-4, "image direction: relative error {e} ({ad} vs {fd})");
+    assert!(
+        e < 1e-4,
+        "image direction: relative error {e} ({ad} vs {fd})"
+    );
 
     // text embeddings: a random direction and a few coordinates
     let gt = to_vec(&grads.texts);
     let dir = randn(&mut rng, texts.dims(), 1.0);
-    let fd = (ell(&images, &axpy(&texts, &dir, h), log_lr) - ell(&images, &axpy(&texts, &dir, -h), log_lr)) / (2.0 * h);
+    let fd = (ell(&images, &axpy(&texts, &dir, h), log_lr)
+        - ell(&images, &axpy(&texts, &dir, -h), log_lr))
+        / (2.0 * h);
     let ad: f64 = gt.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
     let e = rel_err(&[ad], &[fd]);
-    assert!(e < 1e-4, "text direction: relative error {e} ({ad} vs {fd})");
-    let idx: Vec<usize> = (0..6).map(|_| rng.random_range(0..texts.elem_count())).collect();
+    assert!(
+        e < 1e-4,
+        "text direction: relative error {e} ({ad} vs {fd})"
+    );
+    let idx: Vec<usize> = (0..6)
+        .map(|_| rng.random_range(0..texts.elem_count()))
+        .collect();
     let fd: Vec<f64> = idx
         .iter()
-        .map(|&i| (ell(&images, &perturb(&texts, i, h), log_lr) - ell(&images, &perturb(&texts, i, -h), log_lr)) / (2.0 * h))
+        .map(|&i| {
+            (ell(&images, &perturb(&texts, i, h), log_lr)
+                - ell(&images, &perturb(&texts, i, -h), log_lr))
+                / (2.0 * h)
+        })
         .collect();
     let ad: Vec<f64> = idx.iter().map(|&i| gt[i]).collect();
     let e = rel_err(&ad, &fd);
     assert!(e < 1e-4, "text coordinates: relative error {e}");
 
     // log learning rates
-    let fd_img = (ell(&images, &texts, [log_lr[0] + h, log_lr[1]]) - ell(&images, &texts, [log_lr[0] - h, log_lr[1]])) / (2.0 * h);
-    let fd_txt = (ell(&images, &texts, [log_lr[0], log_lr[1] + h]) - ell(&images, &texts, [log_lr[0], log_lr[1] - h])) / (2.0 * h);
+    let fd_img = (ell(&images, &texts, [log_lr[0] + h, log_lr[1]])
+        - ell(&images, &texts, [log_lr[0] - h, log_lr[1]]))
+        / (2.0 * h);
+    let fd_txt = (ell(&images, &texts, [log_lr[0], log_lr[1] + h])
+        - ell(&images, &texts, [log_lr[0], log_lr[1] - h]))
+        / (2.0 * h);
     let e = rel_err(&[grads.log_lr_image, grads.log_lr_text], &[fd_img, fd_txt]);
-    assert!(e < 1e-4, "log lr: relative error {e} ({} {} vs {fd_img} {fd_txt})", grads.log_lr_image, grads.log_lr_text);
+    assert!(
+        e < 1e-4,
+        "log lr: relative error {e} ({} {} vs {fd_img} {fd_txt})",
+        grads.log_lr_image,
+        grads.log_lr_text
+    );
     assert!(grads.log_lr_image.abs() > 1e-8 && grads.log_lr_text.abs() > 1e-8);
 }
 

@@ -1,1 +1,291 @@
-fn main(){}
+//! `vl-distill`: the command line over the library's stages.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vl_distill::config::Config;
+use vl_distill::data::karpathy;
+use vl_distill::eval::{append_result, Recall, RecallStats, ResultRow};
+use vl_distill::evaluator::Evaluator;
+use vl_distill::experiment::{load_dataset, Experiment};
+use vl_distill::expert::ExpertTrainer;
+use vl_distill::train::SgdConfig;
+use vl_distill::unroll::TowerLr;
+
+#[derive(Parser)]
+#[command(
+    name = "vl-distill",
+    version,
+    about = "Vision-language dataset distillation by bi-trajectory matching"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate, export or inspect a dataset.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+    /// Stage 1: train the experts and write their trajectories into --out.
+    Experts(Common),
+    /// Train fresh models and report test retrieval (appends to --out/results.json).
+    Eval {
+        #[command(flatten)]
+        common: Common,
+        /// What to train on: `full` = the whole train split (the upper bound).
+        #[arg(long, value_enum, default_value = "full")]
+        method: EvalMethod,
+    },
+    /// The whole pipeline: experts, then the full-data evaluation.
+    Run(Common),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EvalMethod {
+    /// The full training split.
+    Full,
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Write the configured dataset (by default the built-in scenes) in
+    /// Karpathy's layout: DIR/dataset_NAME.json and DIR/images/.
+    Export {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a summary and a few captions of the configured dataset, or of a
+    /// Karpathy JSON given with --json.
+    Inspect {
+        #[command(flatten)]
+        common: Common,
+        /// A Karpathy-layout dataset_*.json to inspect instead.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// How many images to show.
+        #[arg(long, default_value_t = 3)]
+        show: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Built-in profile: smoke, default or paper.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// TOML file of settings (its `profile` key picks the base profile).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one setting, e.g. --set experts.epochs=5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Output folder (default: out/<profile>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Device: auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Common {
+    fn config(&self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(f) => Config::from_toml_file(f)?,
+            None => Config::profile(&self.profile)?,
+        };
+        c.apply_overrides(&self.overrides)?;
+        Ok(c)
+    }
+
+    fn out(&self, cfg: &Config) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("out").join(&cfg.profile))
+    }
+
+    fn experiment(&self) -> Result<(Experiment, PathBuf)> {
+        let cfg = self.config()?;
+        let out = self.out(&cfg);
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("config.toml"), cfg.to_toml())
+            .with_context(|| format!("writing {}/config.toml", out.display()))?;
+        let device = vl_distill::device::by_name(&self.device)?;
+        let t = Instant::now();
+        let exp = Experiment::new(cfg, device, Some(&out.join("cache")))?;
+        eprintln!(
+            "data: {} [{:.1} s, embeddings {}]",
+            exp.dataset.summary(),
+            t.elapsed().as_secs_f64(),
+            if exp.embeddings_cached {
+                "from cache"
+            } else {
+                "computed"
+            }
+        );
+        if !exp.load_report.skipped.is_empty() {
+            eprintln!(
+                "data: skipped {} unreadable images (data.skip_unreadable)",
+                exp.load_report.skipped.len()
+            );
+        }
+        eprintln!(
+            "model: {} ({} parameters), device {}",
+            exp.model.describe(),
+            exp.model
+                .init(0, &exp.device, candle_core::DType::F32)?
+                .num_elements(),
+            vl_distill::device::describe(&exp.device)
+        );
+        Ok((exp, out))
+    }
+}
+
+fn run_experts(exp: &Experiment, out: &Path, quiet: bool) -> Result<()> {
+    let t = Instant::now();
+    let e = &exp.config.experts;
+    eprintln!(
+        "stage 1: {} experts × {} epochs on {} pairs → {}",
+        e.num_experts,
+        e.epochs,
+        exp.train.num_pairs(),
+        out.display()
+    );
+    let mut trainer = ExpertTrainer::new(exp)?
+        .with_output(out)
+        .with_progress(!quiet);
+    let trajs = trainer.run()?;
+    for t in trajs {
+        if let Some(Some(v)) = t.meta.val_recall.last() {
+            eprintln!("expert {}: final val {v}", t.meta.expert);
+        }
+    }
+    eprintln!("stage 1 done in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn run_full_eval(exp: &Experiment, out: &Path) -> Result<RecallStats> {
+    let t = Instant::now();
+    let c = &exp.config;
+    let sgd = SgdConfig {
+        lr: TowerLr {
+            image: c.experts.lr_image,
+            text: c.experts.lr_text,
+        },
+        momentum: c.experts.momentum,
+        weight_decay: c.experts.weight_decay,
+        batch_size: c.eval.batch_size,
+    };
+    eprintln!(
+        "eval full: {} seeds × {} epochs on all {} train pairs",
+        c.eval.num_seeds,
+        c.eval.full_epochs,
+        exp.train.num_pairs()
+    );
+    let mut ev = Evaluator::new(
+        exp.model.clone(),
+        exp.train.clone(),
+        exp.test.clone(),
+        sgd,
+        c.eval.full_epochs,
+        c.eval.num_seeds,
+        c.seed,
+    );
+    while let Some(r) = ev.step()? {
+        eprintln!(
+            "  seed {}: test {} (loss {:.3}, {:.1} s)",
+            r.seed_index, r.recall, r.final_loss, r.seconds
+        );
+    }
+    let stats = ev.stats()?;
+    let row = ResultRow::new(
+        "full",
+        None,
+        &stats,
+        &c.profile,
+        &exp.dataset.name,
+        &exp.image_encoder(),
+        &exp.text_encoder,
+    );
+    append_result(out, &row)?;
+    let chance = Recall::chance(exp.test.num_images(), exp.test.num_pairs());
+    println!("full data ({}): {stats}", exp.dataset.name);
+    println!("chance:            {chance}");
+    eprintln!(
+        "eval done in {:.1} s; appended to {}",
+        t.elapsed().as_secs_f64(),
+        out.join("results.json").display()
+    );
+    Ok(stats)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Data { action } => match action {
+            DataAction::Export { common } => {
+                let cfg = common.config()?;
+                let out = common.out(&cfg);
+                let (ds, report) = load_dataset(&cfg)?;
+                let json = karpathy::write_karpathy(&ds, &out)?;
+                println!("{}", ds.summary());
+                println!("wrote {}", json.display());
+                if !report.skipped.is_empty() {
+                    println!("skipped {} unreadable images", report.skipped.len());
+                }
+            }
+            DataAction::Inspect { common, json, show } => {
+                let cfg = common.config()?;
+                let (ds, report) = match json {
+                    Some(j) => karpathy::load_karpathy(
+                        &j,
+                        None,
+                        &karpathy::LoadOptions {
+                            image_size: cfg.data.image_size,
+                            skip_unreadable: cfg.data.skip_unreadable,
+                        },
+                    )?,
+                    None => load_dataset(&cfg)?,
+                };
+                println!("{}", ds.summary());
+                println!("content hash {}", ds.content_hash());
+                for s in ds.train.iter().take(show) {
+                    println!("{}:", s.filename);
+                    for c in &s.captions {
+                        println!("  - {c}");
+                    }
+                }
+                if !report.skipped.is_empty() {
+                    println!("skipped {} unreadable images", report.skipped.len());
+                }
+            }
+        },
+        Command::Experts(common) => {
+            let (exp, out) = common.experiment()?;
+            run_experts(&exp, &out, common.quiet)?;
+        }
+        Command::Eval { common, method } => {
+            let (exp, out) = common.experiment()?;
+            match method {
+                EvalMethod::Full => {
+                    run_full_eval(&exp, &out)?;
+                }
+            }
+        }
+        Command::Run(common) => {
+            let t = Instant::now();
+            let (exp, out) = common.experiment()?;
+            run_experts(&exp, &out, common.quiet)?;
+            run_full_eval(&exp, &out)?;
+            eprintln!("pipeline done in {:.1} s", t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}

@@ -158,7 +158,11 @@ impl TwoTower {
             crate::config::TextTowerConfig::Linear => "linear",
             crate::config::TextTowerConfig::ProjectionHead { .. } => "projection-head",
         };
-        format!("{} + {t} text → {}-d", self.encoder.name(), self.joint_dim())
+        format!(
+            "{} + {t} text → {}-d",
+            self.encoder.name(),
+            self.joint_dim()
+        )
     }
 
     /// Fresh parameters of both towers from `seed`.
@@ -172,7 +176,10 @@ impl TwoTower {
                 "proj.weight",
                 ops::uniform(&mut rng, &[d, fan_in], bound, dtype, device)?,
             );
-            image.push("proj.bias", ops::uniform(&mut rng, &[d], bound, dtype, device)?);
+            image.push(
+                "proj.bias",
+                ops::uniform(&mut rng, &[d], bound, dtype, device)?,
+            );
         }
         let mut text = self.text.init(&mut rng, device, dtype)?;
         if self.learn_temperature {

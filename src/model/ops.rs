@@ -18,7 +18,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     })
 }
 
-/// 2-D convolution with a per-channel bias, `padding` on each side, stride 1.
+/// 2-D convolution (stride 1, `padding` zeros on each side) with an optional
+/// per-channel bias. candle's `conv2d` has a backward made of convolutions,
+/// so it can be differentiated twice.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
     let y = x.conv2d(w, padding, 1, 1, 1)?;
     Ok(match b {
@@ -34,14 +36,18 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Res
 pub fn instance_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let flat = x.reshape((b, c, h * w))?;
+    // Statistics on the small [B, C, 1] side; the full-size tensor sees one
+    // multiply and one add (y = x·s + t), which keeps the backward (and the
+    // backward of the backward) to a few passes over the activations.
     let mean = flat.mean_keepdim(D::Minus1)?;
-    let centred = flat.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
-    let normed = normed.reshape((b, c, h, w))?;
-    let g = gamma.reshape((1, c, 1, 1))?;
-    let bt = beta.reshape((1, c, 1, 1))?;
-    Ok(normed.broadcast_mul(&g)?.broadcast_add(&bt)?)
+    let mean_sq = flat.sqr()?.mean_keepdim(D::Minus1)?;
+    let var = (mean_sq - mean.sqr()?)?;
+    let rstd = (var + eps)?.sqrt()?.recip()?;
+    let g = gamma.reshape((1, c, 1))?;
+    let scale = rstd.broadcast_mul(&g)?;
+    let shift = beta.reshape((1, c, 1))?.broadcast_sub(&(mean * &scale)?)?;
+    let y = flat.broadcast_mul(&scale)?.broadcast_add(&shift)?;
+    Ok(y.reshape((b, c, h, w))?)
 }
 
 /// Layer normalisation over the last dimension with weight and bias, as a
@@ -119,9 +125,7 @@ pub fn uniform(
     device: &candle_core::Device,
 ) -> Result<Tensor> {
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n)
-        .map(|_| rng.random_range(-bound..=bound))
-        .collect();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-bound..=bound)).collect();
     Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
 }
 
@@ -136,7 +140,12 @@ mod tests {
             .unwrap()
             .reshape((1, 1, 4, 4))
             .unwrap();
-        let y: Vec<f64> = avg_pool2x2(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f64> = avg_pool2x2(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(y, vec![2.5, 4.5, 10.5, 12.5]);
     }
 

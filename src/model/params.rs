@@ -294,7 +294,9 @@ impl ParamSet {
         let mut set = ParamSet::new();
         for n in names {
             let key = format!("{prefix}{n}");
-            let t = map.get(&key).ok_or_else(|| format!("missing tensor {key}"))?;
+            let t = map
+                .get(&key)
+                .ok_or_else(|| format!("missing tensor {key}"))?;
             set.push(n.clone(), t.clone());
         }
         Ok(set)

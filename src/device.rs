@@ -1,0 +1,40 @@
+//! Device choice, in one place: CUDA when the crate is built with
+//! `--features cuda` and a GPU is present, else the CPU.
+
+use crate::error::{Error, Result};
+use candle_core::Device;
+
+/// The best available device: CUDA GPU 0 when built with `cuda` and one is
+/// present, otherwise the CPU.
+pub fn best() -> Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        return d;
+    }
+    Device::Cpu
+}
+
+/// The device named `cpu`, `cuda` (GPU 0; an error when unavailable) or `auto` ([`best`]).
+pub fn by_name(name: &str) -> Result<Device> {
+    match name {
+        "auto" => Ok(best()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            Error::Config(format!(
+                "no CUDA device ({e}); build with `--features cuda` on a machine with a GPU"
+            ))
+        }),
+        other => Err(Error::Config(format!(
+            "unknown device {other:?}: choose auto, cpu or cuda"
+        ))),
+    }
+}
+
+/// `"cpu"` or `"cuda:N"`.
+pub fn describe(d: &Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(_) => "cuda".into(),
+        Device::Metal(_) => "metal".into(),
+    }
+}

@@ -1,0 +1,128 @@
+//! [`Evaluator`]: the evaluation protocol. Train fresh models (one per seed)
+//! on a set of training pairs — the full train split, a coreset, or a
+//! distilled set — with given per-tower learning rates, then report test
+//! retrieval as mean ± std over the seeds.
+
+use crate::error::Result;
+use crate::eval::{self, Recall, RecallStats};
+use crate::model::TwoTower;
+use crate::pairs::CaptionedImages;
+use crate::train::{derive_seed, train_epoch, SgdConfig, SgdState};
+use candle_core::DType;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One evaluated seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedReport {
+    /// Index of the seed (0-based).
+    pub seed_index: usize,
+    /// Test recall of the model trained with it.
+    pub recall: Recall,
+    /// Mean training loss of the last epoch.
+    pub final_loss: f64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Trains and evaluates fresh models, one seed per [`step`](Self::step).
+pub struct Evaluator {
+    model: Arc<TwoTower>,
+    train: CaptionedImages,
+    test: CaptionedImages,
+    sgd: SgdConfig,
+    epochs: usize,
+    num_seeds: usize,
+    seed: u64,
+    eval_batch: usize,
+    /// Reports of the seeds done so far.
+    pub runs: Vec<SeedReport>,
+}
+
+impl Evaluator {
+    /// Evaluates training on `train` for `epochs` epochs with `sgd`, over
+    /// `num_seeds` fresh initialisations derived from `seed`, on `test`.
+    pub fn new(
+        model: Arc<TwoTower>,
+        train: CaptionedImages,
+        test: CaptionedImages,
+        sgd: SgdConfig,
+        epochs: usize,
+        num_seeds: usize,
+        seed: u64,
+    ) -> Self {
+        Evaluator {
+            model,
+            train,
+            test,
+            sgd,
+            epochs,
+            num_seeds,
+            seed,
+            eval_batch: 256,
+            runs: Vec::new(),
+        }
+    }
+
+    /// True when every seed has been evaluated.
+    pub fn is_done(&self) -> bool {
+        self.runs.len() >= self.num_seeds
+    }
+
+    /// Trains and evaluates the next seed; `None` when all are done.
+    pub fn step(&mut self) -> Result<Option<SeedReport>> {
+        self.step_with(|_, _| {})
+    }
+
+    /// Like [`step`](Self::step), calling `on_epoch(epoch, loss)` after each epoch.
+    pub fn step_with(
+        &mut self,
+        mut on_epoch: impl FnMut(usize, f64),
+    ) -> Result<Option<SeedReport>> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        let i = self.runs.len();
+        let start = Instant::now();
+        let init_seed = derive_seed(self.seed, "eval-init", &[i as u64]);
+        let mut params = self
+            .model
+            .init(init_seed, self.train.images.device(), DType::F32)?;
+        let mut state = SgdState::default();
+        let mut loss = f64::NAN;
+        for epoch in 0..self.epochs {
+            let s = derive_seed(self.seed, "eval-epoch", &[i as u64, epoch as u64]);
+            loss = train_epoch(
+                &self.model,
+                &mut params,
+                &mut state,
+                &self.train,
+                &self.sgd,
+                s,
+                |_, _, _| {},
+            )?;
+            on_epoch(epoch + 1, loss);
+        }
+        let recall = eval::evaluate(&self.model, &params, &self.test, self.eval_batch)?;
+        let report = SeedReport {
+            seed_index: i,
+            recall,
+            final_loss: loss,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.runs.push(report.clone());
+        Ok(Some(report))
+    }
+
+    /// Runs the remaining seeds; returns mean ± std over all of them.
+    pub fn run(&mut self) -> Result<RecallStats> {
+        while self.step()?.is_some() {}
+        self.stats()
+    }
+
+    /// Mean ± std over the seeds done so far.
+    pub fn stats(&self) -> Result<RecallStats> {
+        let r: Vec<Recall> = self.runs.iter().map(|r| r.recall).collect();
+        RecallStats::from_runs(&r)
+    }
+}

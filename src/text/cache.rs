@@ -1,0 +1,158 @@
+//! Caption embeddings of a whole dataset, cached on disk (safetensors) under
+//! a name keyed by the encoder's identity and a digest of the captions, so
+//! each caption is encoded once per encoder.
+
+use super::TextEncoder;
+use crate::data::{Dataset, Split};
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The frozen embeddings of every caption of a dataset, per split, in the
+/// order of [`Dataset::captions`].
+#[derive(Debug, Clone)]
+pub struct CaptionEmbeddings {
+    /// Identity of the encoder that made them.
+    pub encoder_id: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// `[captions, dim]` per split (f32, CPU).
+    pub train: Tensor,
+    /// Validation captions.
+    pub val: Tensor,
+    /// Test captions.
+    pub test: Tensor,
+}
+
+impl CaptionEmbeddings {
+    /// Encodes every caption of `ds` (no cache).
+    pub fn compute(encoder: &dyn TextEncoder, ds: &Dataset) -> Result<Self> {
+        let enc = |s: Split| -> Result<Tensor> {
+            let (texts, _) = ds.captions(s);
+            let t = encoder.encode(&texts)?;
+            if t.dims() != [texts.len(), encoder.dim()] {
+                return Err(Error::Shape(format!(
+                    "encoder {} returned {:?} for {} captions",
+                    encoder.id(),
+                    t.dims(),
+                    texts.len()
+                )));
+            }
+            Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
+        };
+        Ok(CaptionEmbeddings {
+            encoder_id: encoder.id(),
+            dim: encoder.dim(),
+            train: enc(Split::Train)?,
+            val: enc(Split::Val)?,
+            test: enc(Split::Test)?,
+        })
+    }
+
+    /// The embeddings of one split.
+    pub fn split(&self, s: Split) -> &Tensor {
+        match s {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// The cache file for `encoder` and `ds` inside `dir`.
+    pub fn cache_path(dir: &Path, encoder: &dyn TextEncoder, ds: &Dataset) -> PathBuf {
+        let safe: String = encoder
+            .id()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        dir.join(format!(
+            "emb-{}-{}-{safe}.safetensors",
+            ds.name,
+            captions_digest(ds)
+        ))
+    }
+
+    /// Loads the cached embeddings from `dir`, or computes and writes them.
+    /// Returns the embeddings and whether the cache was hit. A cache file that
+    /// does not match the dataset (wrong counts or dimension) is an error
+    /// naming the file, never silently used.
+    pub fn load_or_compute(
+        dir: &Path,
+        encoder: &dyn TextEncoder,
+        ds: &Dataset,
+    ) -> Result<(Self, bool)> {
+        let path = Self::cache_path(dir, encoder, ds);
+        if path.exists() {
+            let map = candle_core::safetensors::load(&path, &Device::Cpu)?;
+            let emb = Self::from_map(&path, map, encoder, ds)?;
+            return Ok((emb, true));
+        }
+        let emb = Self::compute(encoder, ds)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = path.with_extension("tmp");
+        let map: HashMap<String, Tensor> = Split::ALL
+            .iter()
+            .map(|s| (s.name().to_string(), emb.split(*s).clone()))
+            .collect();
+        candle_core::safetensors::save(&map, &tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        Ok((emb, false))
+    }
+
+    fn from_map(
+        path: &Path,
+        mut map: HashMap<String, Tensor>,
+        encoder: &dyn TextEncoder,
+        ds: &Dataset,
+    ) -> Result<Self> {
+        let mut take = |s: Split| -> Result<Tensor> {
+            let t = map
+                .remove(s.name())
+                .ok_or_else(|| Error::bad_file(path, format!("no tensor {:?}", s.name())))?;
+            let want = [ds.num_captions(s), encoder.dim()];
+            if t.dims() != want {
+                return Err(Error::bad_file(
+                    path,
+                    format!("split {s}: {:?} but the dataset needs {want:?}", t.dims()),
+                ));
+            }
+            Ok(t)
+        };
+        Ok(CaptionEmbeddings {
+            encoder_id: encoder.id(),
+            dim: encoder.dim(),
+            train: take(Split::Train)?,
+            val: take(Split::Val)?,
+            test: take(Split::Test)?,
+        })
+    }
+}
+
+/// A digest of the dataset's name and captions (what embeddings depend on).
+pub fn captions_digest(ds: &Dataset) -> String {
+    let mut h = Sha256::new();
+    h.update(ds.name.as_bytes());
+    for s in Split::ALL {
+        h.update(s.name().as_bytes());
+        for sample in ds.split(s) {
+            h.update([1u8]);
+            for c in &sample.captions {
+                h.update(c.as_bytes());
+                h.update([0u8]);
+            }
+        }
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! Minibatch SGD of the two-tower model with one learning rate per tower:
+//! the training loop shared by experts, full-data evaluation and (later)
+//! training on coresets and distilled sets.
+
+use crate::error::{Error, Result};
+use crate::model::{Mode, ParamSet, TowerParams, TwoTower};
+use crate::pairs::CaptionedImages;
+use crate::second_order::scalar;
+use crate::unroll::TowerLr;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// SGD hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate per tower.
+    pub lr: TowerLr,
+    /// Heavy-ball momentum (PyTorch's convention: `v = μv + g`, `θ -= lr·v`).
+    pub momentum: f64,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f64,
+    /// Pairs per minibatch (a last batch of fewer than 2 pairs is dropped).
+    pub batch_size: usize,
+}
+
+/// Momentum buffers (absent until the first step, or when momentum is 0).
+#[derive(Debug, Clone, Default)]
+pub struct SgdState {
+    /// Velocity per tower.
+    pub velocity: Option<TowerParams>,
+}
+
+fn update(
+    theta: &ParamSet,
+    grad: &ParamSet,
+    vel: Option<&ParamSet>,
+    lr: f64,
+    cfg: &SgdConfig,
+) -> Result<(ParamSet, ParamSet)> {
+    let mut g = grad.clone();
+    if cfg.weight_decay > 0.0 {
+        g = g.add_scaled(theta, cfg.weight_decay)?;
+    }
+    let v = match vel {
+        Some(v) if cfg.momentum > 0.0 => v.scale(cfg.momentum)?.add_scaled(&g, 1.0)?,
+        _ => g,
+    };
+    Ok((theta.add_scaled(&v, -lr)?.detach(), v.detach()))
+}
+
+/// One SGD step on the pairs `idx` of `data`; returns the loss before the step.
+pub fn sgd_step(
+    model: &TwoTower,
+    params: &mut TowerParams,
+    state: &mut SgdState,
+    data: &CaptionedImages,
+    idx: &[u32],
+    cfg: &SgdConfig,
+    seed: u64,
+) -> Result<f64> {
+    let (x, e) = data.batch(idx)?;
+    let (image, _vi) = params.image.to_vars()?;
+    let (text, _vt) = params.text.to_vars()?;
+    let p = TowerParams { image, text };
+    let loss = model.loss(&p, &x, &e, Mode::Train { seed })?;
+    let l = scalar(&loss)?;
+    if !l.is_finite() {
+        return Err(Error::NonFinite {
+            step: "SGD step".into(),
+            what: format!("contrastive loss = {l}"),
+        });
+    }
+    let grads = loss.backward()?;
+    let gi = p.image.grads_from(&grads)?;
+    let gt = p.text.grads_from(&grads)?;
+    let vel = state.velocity.as_ref();
+    let (ni, vi) = update(&params.image, &gi, vel.map(|v| &v.image), cfg.lr.image, cfg)?;
+    let (nt, vt) = update(&params.text, &gt, vel.map(|v| &v.text), cfg.lr.text, cfg)?;
+    *params = TowerParams {
+        image: ni,
+        text: nt,
+    };
+    if cfg.momentum > 0.0 {
+        state.velocity = Some(TowerParams {
+            image: vi,
+            text: vt,
+        });
+    }
+    Ok(l)
+}
+
+/// The shuffled minibatches of one epoch over `num_pairs` pairs, from `seed`.
+pub fn epoch_batches(num_pairs: usize, batch_size: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut order: Vec<u32> = (0..num_pairs as u32).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    order
+        .chunks(batch_size)
+        .filter(|c| c.len() >= 2)
+        .map(<[u32]>::to_vec)
+        .collect()
+}
+
+/// One epoch of SGD over every pair of `data` in an order drawn from `seed`;
+/// `on_batch(i, n, loss)` is called after each of the `n` batches. Returns the
+/// mean loss.
+pub fn train_epoch(
+    model: &TwoTower,
+    params: &mut TowerParams,
+    state: &mut SgdState,
+    data: &CaptionedImages,
+    cfg: &SgdConfig,
+    seed: u64,
+    mut on_batch: impl FnMut(usize, usize, f64),
+) -> Result<f64> {
+    let batches = epoch_batches(data.num_pairs(), cfg.batch_size, seed);
+    if batches.is_empty() {
+        return Err(Error::Config(format!(
+            "{} pairs make no minibatch of at least 2",
+            data.num_pairs()
+        )));
+    }
+    let mut total = 0.0;
+    for (i, b) in batches.iter().enumerate() {
+        let l = sgd_step(
+            model,
+            params,
+            state,
+            data,
+            b,
+            cfg,
+            seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+        )?;
+        total += l;
+        on_batch(i, batches.len(), l);
+    }
+    Ok(total / batches.len() as f64)
+}
+
+/// A seed for a named sub-task (`"expert"`, `"eval"`, ...) and indices, so
+/// every random choice follows from the config's one seed.
+pub fn derive_seed(seed: u64, task: &str, indices: &[u64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in task.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for i in indices {
+        for b in i.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
