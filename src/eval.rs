@@ -102,7 +102,10 @@ pub fn recall_from_similarity(sim: &[f32], images: usize, owner: &[u32]) -> Resu
         }
         let row = &sim[i * captions..(i + 1) * captions];
         // rank of the image's best caption = number of other images' captions scoring at least as high
-        let best = caps.iter().map(|&c| row[c]).fold(f32::NEG_INFINITY, f32::max);
+        let best = caps
+            .iter()
+            .map(|&c| row[c])
+            .fold(f32::NEG_INFINITY, f32::max);
         let rank = row
             .iter()
             .zip(owner)

@@ -1,19 +1,64 @@
-//! vl-distill: vision-language dataset distillation by bi-trajectory matching.
+//! # vl-distill
+//!
+//! Vision-language dataset distillation by bi-trajectory matching (Wu, Zhang,
+//! Deng, Russakovsky): train contrastive image–text "experts" on real
+//! image–caption pairs, record their parameter trajectories, then optimise a
+//! tiny synthetic set of (pixels, text embedding) pairs so that a student
+//! trained on it follows the experts.
+//!
+//! Every stage is a value you can step from a notebook cell or run to the end:
+//!
+//! ```no_run
+//! use vl_distill::prelude::*;
+//!
+//! let config = Config::profile("smoke")?;                    // or "default", "paper"
+//! let exp = Experiment::new(config, device::best(), None)?;  // data + embeddings + model
+//! let mut experts = ExpertTrainer::new(&exp)?;
+//! while let Some(report) = experts.step()? {                 // one epoch per call
+//!     println!("{report}");
+//! }
+//! let theta = experts.trajectories()[0].epochs.last().unwrap();
+//! println!("{}", evaluate(&exp.model, theta, &exp.test, 256)?);
+//! # Ok::<(), vl_distill::Error>(())
+//! ```
+//!
+//! Module map: [`data`] (datasets), [`text`] (frozen sentence encoders),
+//! [`model`] (functional towers, [`model::ParamSet`]), [`loss`] (InfoNCE),
+//! [`train`] (SGD), [`expert`] and [`trajectory`] (stage 1), [`unroll`] and
+//! [`second_order`] (the exact gradient through student steps), [`eval`] and
+//! [`evaluator`] (retrieval recall and the evaluation protocol).
+
 pub mod config;
 pub mod data;
-pub mod error;
-pub mod loss;
-pub mod model;
-pub use error::{Error, Result};
 pub mod device;
+pub mod error;
 pub mod eval;
 pub mod evaluator;
 pub mod experiment;
 pub mod expert;
 pub mod io;
+pub mod loss;
+pub mod model;
 pub mod pairs;
 pub mod second_order;
 pub mod text;
 pub mod train;
 pub mod trajectory;
 pub mod unroll;
+
+pub use error::{Error, Result};
+
+/// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
+pub mod prelude {
+    pub use crate::config::Config;
+    pub use crate::data::{Dataset, Sample, Split};
+    pub use crate::device;
+    pub use crate::error::{Error, Result};
+    pub use crate::eval::{evaluate, Recall, RecallStats, ResultRow};
+    pub use crate::evaluator::Evaluator;
+    pub use crate::experiment::Experiment;
+    pub use crate::expert::ExpertTrainer;
+    pub use crate::model::{Modality, ParamSet, TowerParams, TwoTower};
+    pub use crate::pairs::CaptionedImages;
+    pub use crate::trajectory::Trajectory;
+}

@@ -1,0 +1,78 @@
+//! The command line at the smoke profile: `experts` then `eval --method full`
+//! leave trajectories and a `full` row in results.json; bad input fails clearly.
+
+use std::process::Command;
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vl-distill"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn experts_then_eval_full_write_trajectories_and_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = cli(&["experts", "--profile", "smoke", "--out", out, "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for k in 0..2 {
+        assert!(dir
+            .path()
+            .join(format!("expert_{k:03}.safetensors"))
+            .exists());
+        assert!(dir.path().join(format!("expert_{k:03}.json")).exists());
+    }
+    let o = cli(&[
+        "eval",
+        "--method",
+        "full",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["method"], "full");
+    assert!(row["pairs"].is_null());
+    assert_eq!(row["profile"], "smoke");
+    assert_eq!(row["dataset"], "scenes");
+    for k in [
+        "tr_r1",
+        "tr_r5",
+        "tr_r10",
+        "ir_r1",
+        "ir_r5",
+        "ir_r10",
+        "tr_r1_std",
+        "ir_r10_std",
+    ] {
+        assert!(row[k].as_f64().is_some(), "{k} missing");
+    }
+    assert!(row["tr_r10"].as_f64().unwrap() >= row["tr_r1"].as_f64().unwrap());
+    assert_eq!(row["seeds"], 2);
+    assert!(row["image_encoder"]
+        .as_str()
+        .unwrap()
+        .starts_with("convnet"));
+    assert!(row["text_encoder"].as_str().unwrap().starts_with("hashed"));
+    // the caption embeddings were cached and are reused
+    let cached = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
+    assert_eq!(cached, 1);
+}
+
+#[test]
+fn bad_settings_fail_with_a_message() {
+    let o = cli(&["experts", "--profile", "huge"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown profile"));
+    let o = cli(&["experts", "--profile", "smoke", "--set", "experts.epochs=0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("epochs"));
+    let o = cli(&["data", "inspect", "--json", "/nonexistent/dataset_x.json"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/dataset_x.json"));
+}

@@ -1,0 +1,134 @@
+//! Stage 1 at the smoke profile: experts learn (loss down, recall far above
+//! chance), trajectories are written, and an interrupted run resumes to the
+//! same result without redoing finished work.
+
+use candle_core::Device;
+use vl_distill::config::Config;
+use vl_distill::eval::{evaluate, Recall};
+use vl_distill::experiment::Experiment;
+use vl_distill::expert::ExpertTrainer;
+use vl_distill::trajectory::{load_all, Trajectory};
+
+fn smoke(overrides: &[&str]) -> Experiment {
+    let mut c = Config::smoke();
+    c.apply_overrides(overrides).unwrap();
+    Experiment::new(c, Device::Cpu, None).unwrap()
+}
+
+#[test]
+fn smoke_experts_learn_and_beat_chance_by_a_wide_margin() {
+    let exp = smoke(&[]);
+    let mut trainer = ExpertTrainer::new(&exp).unwrap();
+    let trajs = trainer.run().unwrap().to_vec();
+    assert_eq!(trajs.len(), exp.config.experts.num_experts);
+    let chance = Recall::chance(exp.test.num_images(), exp.test.num_pairs());
+    for t in &trajs {
+        assert_eq!(t.epochs.len(), exp.config.experts.epochs + 1);
+        let losses = &t.meta.train_loss;
+        assert!(
+            losses.last().unwrap() < &(losses[0] * 0.9),
+            "loss must go down: {losses:?}"
+        );
+        let r = evaluate(&exp.model, t.epochs.last().unwrap(), &exp.test, 256).unwrap();
+        assert!(
+            r.tr_r1 > 5.0 * chance.tr_r1 && r.ir_r1 > 5.0 * chance.ir_r1,
+            "expert {}: {r} vs chance {chance}",
+            t.meta.expert
+        );
+        assert!(r.tr_r10 > 5.0 * chance.tr_r10 || r.tr_r10 > 50.0, "{r}");
+    }
+    // different seeds give different experts
+    let d = trajs[0].epochs[0]
+        .image
+        .sq_dist(&trajs[1].epochs[0].image)
+        .unwrap();
+    assert!(d > 0.0);
+}
+
+#[test]
+fn interrupted_run_resumes_to_identical_trajectories() {
+    let overrides = [
+        "experts.num_experts=2",
+        "experts.epochs=2",
+        "experts.momentum=0.5",
+    ];
+    let exp = smoke(&overrides);
+    let whole = tempfile::tempdir().unwrap();
+    let parts = tempfile::tempdir().unwrap();
+
+    ExpertTrainer::new(&exp)
+        .unwrap()
+        .with_output(whole.path())
+        .run()
+        .unwrap();
+
+    // Stop after expert 0 and one epoch of expert 1 (its momentum is in the file).
+    let mut first = ExpertTrainer::new(&exp).unwrap().with_output(parts.path());
+    for _ in 0..3 {
+        first.step().unwrap().unwrap();
+    }
+    drop(first);
+    let partial = Trajectory::load(&Trajectory::path(parts.path(), 1), &Device::Cpu).unwrap();
+    assert!(!partial.meta.complete);
+    assert_eq!(partial.epochs_done(), 1);
+    assert!(partial.velocity.is_some());
+
+    let mut second = ExpertTrainer::new(&exp).unwrap().with_output(parts.path());
+    second.run().unwrap();
+    // only the one missing epoch was trained
+    assert_eq!(second.history.len(), 1);
+    assert_eq!((second.history[0].expert, second.history[0].epoch), (1, 2));
+
+    let a = load_all(whole.path(), &Device::Cpu).unwrap();
+    let b = load_all(parts.path(), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), 2);
+    for (ta, tb) in a.iter().zip(&b) {
+        assert_eq!(ta.meta, tb.meta);
+        for (pa, pb) in ta.epochs.iter().zip(&tb.epochs) {
+            assert_eq!(pa.image.sq_dist(&pb.image).unwrap(), 0.0);
+            assert_eq!(pa.text.sq_dist(&pb.text).unwrap(), 0.0);
+        }
+    }
+}
+
+#[test]
+fn resuming_with_another_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = smoke(&["experts.num_experts=1", "experts.epochs=1"]);
+    ExpertTrainer::new(&exp)
+        .unwrap()
+        .with_output(dir.path())
+        .run()
+        .unwrap();
+    let other = smoke(&[
+        "experts.num_experts=1",
+        "experts.epochs=1",
+        "experts.lr_image=0.05",
+    ]);
+    let err = ExpertTrainer::new(&other)
+        .unwrap()
+        .with_output(dir.path())
+        .run()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expert_000") && err.contains("training config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupt_trajectory_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Trajectory::path(dir.path(), 0);
+    std::fs::write(&path, b"not a safetensors file").unwrap();
+    let err = Trajectory::load(&path, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expert_000.safetensors"), "{err}");
+    let err = load_all(tempfile::tempdir().unwrap().path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no finished expert"), "{err}");
+}
