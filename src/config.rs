@@ -197,7 +197,7 @@ impl Config {
                     val: 60,
                     test: 100,
                 },
-                image_size: 16,
+                image_size: 24,
                 norm: ImageNorm::default(),
                 skip_unreadable: false,
             },
@@ -217,7 +217,7 @@ impl Config {
             },
             experts: ExpertConfig {
                 num_experts: 2,
-                epochs: 3,
+                epochs: 4,
                 batch_size: 64,
                 lr_image: 0.1,
                 lr_text: 0.1,
@@ -227,7 +227,7 @@ impl Config {
             },
             eval: EvalConfig {
                 num_seeds: 2,
-                full_epochs: 3,
+                full_epochs: 4,
                 batch_size: 64,
             },
         }
@@ -238,8 +238,8 @@ impl Config {
         let mut c = Self::smoke();
         c.profile = "default".into();
         c.data.source = DataSource::Scenes {
-            train: 2000,
-            val: 250,
+            train: 1000,
+            val: 200,
             test: 500,
         };
         c.data.image_size = 32;
@@ -249,10 +249,10 @@ impl Config {
             depth: 3,
         };
         c.experts.num_experts = 3;
-        c.experts.epochs = 6;
+        c.experts.epochs = 4;
         c.experts.batch_size = 128;
         c.eval.num_seeds = 3;
-        c.eval.full_epochs = 6;
+        c.eval.full_epochs = 4;
         c.eval.batch_size = 128;
         c
     }

@@ -126,3 +126,24 @@ impl Evaluator {
         RecallStats::from_runs(&r)
     }
 }
+
+/// Test recall of each expert's final epoch, as mean ± std over experts.
+///
+/// Every expert is a model trained on the full train split from its own
+/// seed, so this is the full-data upper bound without training again.
+pub fn evaluate_experts(
+    model: &TwoTower,
+    trajectories: &[crate::trajectory::Trajectory],
+    test: &CaptionedImages,
+) -> Result<RecallStats> {
+    let runs = trajectories
+        .iter()
+        .map(|t| {
+            let last = t.epochs.last().ok_or_else(|| {
+                crate::Error::Config(format!("expert {} has no snapshots", t.meta.expert))
+            })?;
+            eval::evaluate(model, last, test, 256)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecallStats::from_runs(&runs)
+}

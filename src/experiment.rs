@@ -83,6 +83,7 @@ impl Experiment {
     ) -> Result<Self> {
         config.validate()?;
         dataset.validate(&dataset.name)?;
+        crate::alloc::tune();
         let encoder = text::from_config(&config.text)?;
         let (embeddings, embeddings_cached) = match cache_dir {
             Some(dir) => CaptionEmbeddings::load_or_compute(dir, encoder.as_ref(), &dataset)?,

@@ -119,7 +119,8 @@ impl ExpertTrainer {
         self
     }
 
-    /// Shows a progress bar and a log line per epoch on the terminal during [`run`](Self::run).
+    /// During [`run`](Self::run), shows a progress bar on the terminal and a
+    /// log line per epoch on stderr (the line also when stderr is not a terminal).
     pub fn with_progress(mut self, on: bool) -> Self {
         self.progress = on;
         self
@@ -294,11 +295,12 @@ impl ExpertTrainer {
                 }
             })?;
             match report {
-                Some(r) => {
-                    if let Some(pb) = &bar {
-                        pb.println(r.to_string());
-                    }
-                }
+                Some(r) => match &bar {
+                    // a hidden bar (output is not a terminal) would swallow the line
+                    Some(pb) if !pb.is_hidden() => pb.println(r.to_string()),
+                    Some(_) => eprintln!("{r}"),
+                    None => {}
+                },
                 None => break,
             }
         }

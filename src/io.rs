@@ -69,7 +69,16 @@ pub fn save_tensors(
         .collect::<Result<_>>()?;
     let meta = std::collections::HashMap::from([(META_KEY.to_string(), meta_json.to_string())]);
     safetensors::serialize_to_file(cpu, Some(meta), path)
-        .map_err(|e| Error::bad_file(path, format!("cannot write safetensors: {e}")))
+        .map_err(|e| Error::bad_file(path, format!("cannot write safetensors: {e}")))?;
+    // the crate writes through a private temporary file (mode 0600): make the
+    // result readable like any other output
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Reads a safetensors file written by [`save_tensors`]: the tensors (on

@@ -28,6 +28,7 @@
 //! [`second_order`] (the exact gradient through student steps), [`eval`] and
 //! [`evaluator`] (retrieval recall and the evaluation protocol).
 
+pub mod alloc;
 pub mod config;
 pub mod data;
 pub mod device;

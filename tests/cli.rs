@@ -59,6 +59,23 @@ fn experts_then_eval_full_write_trajectories_and_results() {
         .unwrap()
         .starts_with("convnet"));
     assert!(row["text_encoder"].as_str().unwrap().starts_with("hashed"));
+    // --retrain trains fresh full-data models instead of reusing the experts
+    let o = cli(&[
+        "eval",
+        "--method",
+        "full",
+        "--retrain",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fresh seeds"));
+    let text = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[1]["method"], "full");
     // the caption embeddings were cached and are reused
     let cached = std::fs::read_dir(dir.path().join("cache")).unwrap().count();
     assert_eq!(cached, 1);

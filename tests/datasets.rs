@@ -4,7 +4,6 @@
 use std::path::Path;
 use vl_distill::data::karpathy::{load_karpathy, load_per_split, write_karpathy, LoadOptions};
 use vl_distill::data::scenes::{generate, ScenesConfig};
-use vl_distill::data::Split;
 use vl_distill::Error;
 
 fn scenes() -> vl_distill::data::Dataset {

@@ -7,10 +7,11 @@ use std::time::Instant;
 use vl_distill::config::Config;
 use vl_distill::data::karpathy;
 use vl_distill::eval::{append_result, Recall, RecallStats, ResultRow};
-use vl_distill::evaluator::Evaluator;
+use vl_distill::evaluator::{evaluate_experts, Evaluator};
 use vl_distill::experiment::{load_dataset, Experiment};
 use vl_distill::expert::ExpertTrainer;
 use vl_distill::train::SgdConfig;
+use vl_distill::trajectory;
 use vl_distill::unroll::TowerLr;
 
 #[derive(Parser)]
@@ -40,6 +41,9 @@ enum Command {
         /// What to train on: `full` = the whole train split (the upper bound).
         #[arg(long, value_enum, default_value = "full")]
         method: EvalMethod,
+        /// Train fresh full-data models even when --out holds finished experts.
+        #[arg(long)]
+        retrain: bool,
     },
     /// The whole pipeline: experts, then the full-data evaluation.
     Run(Common),
@@ -161,8 +165,15 @@ fn run_experts(exp: &Experiment, out: &Path, quiet: bool) -> Result<()> {
     let mut trainer = ExpertTrainer::new(exp)?
         .with_output(out)
         .with_progress(!quiet);
-    let trajs = trainer.run()?;
-    for t in trajs {
+    if quiet {
+        // no bar, but still a line per epoch
+        while let Some(r) = trainer.step()? {
+            eprintln!("{r}");
+        }
+    } else {
+        trainer.run()?;
+    }
+    for t in trainer.trajectories() {
         if let Some(Some(v)) = t.meta.val_recall.last() {
             eprintln!("expert {}: final val {v}", t.meta.expert);
         }
@@ -171,40 +182,30 @@ fn run_experts(exp: &Experiment, out: &Path, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_full_eval(exp: &Experiment, out: &Path) -> Result<RecallStats> {
+/// The full-data upper bound: the finished experts in `out` (each one is a
+/// model trained on the full train split from its own seed) when they match
+/// this experiment, else `eval.num_seeds` fresh models.
+fn run_full_eval(exp: &Experiment, out: &Path, retrain: bool) -> Result<RecallStats> {
     let t = Instant::now();
     let c = &exp.config;
-    let sgd = SgdConfig {
-        lr: TowerLr {
-            image: c.experts.lr_image,
-            text: c.experts.lr_text,
-        },
-        momentum: c.experts.momentum,
-        weight_decay: c.experts.weight_decay,
-        batch_size: c.eval.batch_size,
+    let experts = if retrain {
+        None
+    } else {
+        trajectory::load_all(out, &exp.device)
+            .ok()
+            .filter(|ts| ts.iter().all(|t| matches_experiment(&t.meta, exp)))
     };
-    eprintln!(
-        "eval full: {} seeds × {} epochs on all {} train pairs",
-        c.eval.num_seeds,
-        c.eval.full_epochs,
-        exp.train.num_pairs()
-    );
-    let mut ev = Evaluator::new(
-        exp.model.clone(),
-        exp.train.clone(),
-        exp.test.clone(),
-        sgd,
-        c.eval.full_epochs,
-        c.eval.num_seeds,
-        c.seed,
-    );
-    while let Some(r) = ev.step()? {
-        eprintln!(
-            "  seed {}: test {} (loss {:.3}, {:.1} s)",
-            r.seed_index, r.recall, r.final_loss, r.seconds
-        );
-    }
-    let stats = ev.stats()?;
+    let stats = match experts {
+        Some(trajs) => {
+            eprintln!(
+                "eval full: final epochs of the {} experts in {} (--retrain trains fresh models)",
+                trajs.len(),
+                out.display()
+            );
+            evaluate_experts(&exp.model, &trajs, &exp.test)?
+        }
+        None => train_full(exp)?,
+    };
     let row = ResultRow::new(
         "full",
         None,
@@ -224,6 +225,49 @@ fn run_full_eval(exp: &Experiment, out: &Path) -> Result<RecallStats> {
         out.join("results.json").display()
     );
     Ok(stats)
+}
+
+fn matches_experiment(meta: &trajectory::TrajectoryMeta, exp: &Experiment) -> bool {
+    meta.dataset_hash == exp.dataset.content_hash()
+        && meta.model == exp.config.model
+        && meta.text_encoder == exp.text_encoder
+        && meta.training == exp.config.experts
+}
+
+/// Trains `eval.num_seeds` fresh models on the full train split and tests them.
+fn train_full(exp: &Experiment) -> Result<RecallStats> {
+    let c = &exp.config;
+    let sgd = SgdConfig {
+        lr: TowerLr {
+            image: c.experts.lr_image,
+            text: c.experts.lr_text,
+        },
+        momentum: c.experts.momentum,
+        weight_decay: c.experts.weight_decay,
+        batch_size: c.eval.batch_size,
+    };
+    eprintln!(
+        "eval full: {} fresh seeds × {} epochs on all {} train pairs",
+        c.eval.num_seeds,
+        c.eval.full_epochs,
+        exp.train.num_pairs()
+    );
+    let mut ev = Evaluator::new(
+        exp.model.clone(),
+        exp.train.clone(),
+        exp.test.clone(),
+        sgd,
+        c.eval.full_epochs,
+        c.eval.num_seeds,
+        c.seed,
+    );
+    while let Some(r) = ev.step()? {
+        eprintln!(
+            "  seed {}: test {} (loss {:.3}, {:.1} s)",
+            r.seed_index, r.recall, r.final_loss, r.seconds
+        );
+    }
+    Ok(ev.stats()?)
 }
 
 fn main() -> Result<()> {
@@ -271,11 +315,15 @@ fn main() -> Result<()> {
             let (exp, out) = common.experiment()?;
             run_experts(&exp, &out, common.quiet)?;
         }
-        Command::Eval { common, method } => {
+        Command::Eval {
+            common,
+            method,
+            retrain,
+        } => {
             let (exp, out) = common.experiment()?;
             match method {
                 EvalMethod::Full => {
-                    run_full_eval(&exp, &out)?;
+                    run_full_eval(&exp, &out, retrain)?;
                 }
             }
         }
@@ -283,7 +331,7 @@ fn main() -> Result<()> {
             let t = Instant::now();
             let (exp, out) = common.experiment()?;
             run_experts(&exp, &out, common.quiet)?;
-            run_full_eval(&exp, &out)?;
+            run_full_eval(&exp, &out, false)?;
             eprintln!("pipeline done in {:.1} s", t.elapsed().as_secs_f64());
         }
     }

@@ -89,7 +89,7 @@ impl Shape {
             Shape::Circle => dx * dx + dy * dy <= 1.0,
             Shape::Square => dx.abs() <= 0.82 && dy.abs() <= 0.82,
             Shape::Diamond => dx.abs() + dy.abs() <= 1.0,
-            Shape::Triangle => dy <= 0.8 && dy >= -1.0 && dx.abs() <= (dy + 1.0) / 1.8,
+            Shape::Triangle => (-1.0..=0.8).contains(&dy) && dx.abs() <= (dy + 1.0) / 1.8,
             Shape::Cross => {
                 (dx.abs() <= 0.34 && dy.abs() <= 1.0) || (dy.abs() <= 0.34 && dx.abs() <= 1.0)
             }

@@ -91,19 +91,22 @@ impl CaptionEmbeddings {
     ) -> Result<(Self, bool)> {
         let path = Self::cache_path(dir, encoder, ds);
         if path.exists() {
-            let map = candle_core::safetensors::load(&path, &Device::Cpu)?;
+            let (map, meta) = crate::io::load_tensors(&path, &Device::Cpu)?;
+            if meta != encoder.id() {
+                return Err(Error::bad_file(
+                    &path,
+                    format!("made by encoder {meta:?}, expected {:?}", encoder.id()),
+                ));
+            }
             let emb = Self::from_map(&path, map, encoder, ds)?;
             return Ok((emb, true));
         }
         let emb = Self::compute(encoder, ds)?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tmp = path.with_extension("tmp");
         let map: HashMap<String, Tensor> = Split::ALL
             .iter()
             .map(|s| (s.name().to_string(), emb.split(*s).clone()))
             .collect();
-        candle_core::safetensors::save(&map, &tmp)?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        crate::io::save_tensors(&path, &map, &encoder.id())?;
         Ok((emb, false))
     }
 
