@@ -321,21 +321,14 @@ pub fn read_results(dir: &Path) -> Result<Vec<ResultRow>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json {
-        path,
-        message: e.to_string(),
-    })
+    crate::io::read_json(&path)
 }
 
 /// Appends `row` to `dir/results.json` (written atomically).
 pub fn append_result(dir: &Path, row: &ResultRow) -> Result<()> {
     let mut rows = read_results(dir)?;
     rows.push(row.clone());
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join("results.json");
-    let text = serde_json::to_string_pretty(&rows).expect("rows serialise");
-    crate::io::write_atomic(&path, text.as_bytes())
+    crate::io::write_json(&dir.join("results.json"), &rows)
 }
 
 #[cfg(test)]

@@ -108,20 +108,8 @@ impl ParamSet {
         mut f: impl FnMut(&Tensor, &Tensor) -> Result<Tensor>,
     ) -> Result<ParamSet> {
         self.check_compatible(other)?;
-        self.map_indexed(|i, t| f(t, &other.tensors[i]))
-    }
-
-    fn map_indexed(&self, mut f: impl FnMut(usize, &Tensor) -> Result<Tensor>) -> Result<ParamSet> {
-        let tensors = self
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| f(i, t))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ParamSet {
-            names: self.names.clone(),
-            tensors,
-        })
+        let mut others = other.tensors.iter();
+        self.map(|_, t| f(t, others.next().expect("compatible sets have equal length")))
     }
 
     /// Errors unless `other` has the same names, order and shapes.
