@@ -16,31 +16,32 @@
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor, Var};
 use std::cell::Cell;
-use std::sync::Once;
+use std::sync::Mutex;
 
 const VAR: &str = "CANDLE_GRAD_DO_NOT_DETACH";
 /// Stack of the worker thread: candle's backward walks the graph recursively.
 const WORKER_STACK: usize = 256 << 20;
 
-static SET_ENV: Once = Once::new();
+static SET_ENV: Mutex<()> = Mutex::new(());
 
 thread_local! {
     static CHECKED: Cell<bool> = const { Cell::new(false) };
 }
 
-fn set_env_once() {
-    SET_ENV.call_once(|| {
-        // The crate is edition 2021, where `set_var` is safe; it runs once,
-        // before any worker thread exists.
+fn set_env() {
+    let _guard = SET_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    if std::env::var_os(VAR).is_none_or(|v| v.is_empty() || v == "0") {
+        // The crate is edition 2021, where `set_var` is safe; the lock keeps
+        // two callers from racing on it.
         std::env::set_var(VAR, "1");
-    });
+    }
 }
 
 /// Runs `f` on a worker thread on which candle keeps the graphs of
 /// gradients, so `backward()` of an expression containing gradients
 /// differentiates them again. Panics inside `f` are propagated.
 pub fn with_graph_gradients<R: Send>(f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    set_env_once();
+    set_env();
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
             .name("vl-distill-second-order".into())
@@ -58,13 +59,16 @@ pub fn with_graph_gradients<R: Send>(f: impl FnOnce() -> Result<R> + Send) -> Re
 }
 
 /// Errors unless gradients computed on this thread keep their graph (true
-/// inside [`with_graph_gradients`]). Probes once per thread with d²(x³)/dx².
+/// inside [`with_graph_gradients`]). Probes once per thread with d²((x²)²)/dx².
 pub fn ensure_graph_gradients() -> Result<()> {
     if CHECKED.with(Cell::get) {
         return Ok(());
     }
+    // y = (x²)², so y'' = 12x² = 48 at x = 2. A detaching thread cuts the
+    // chain at x² and gets 16 (a single op like x³ would not tell: candle's
+    // local derivative keeps its own graph either way).
     let x = Var::new(&[2.0f64], &Device::Cpu)?;
-    let y = x.as_tensor().powf(3.0)?.sum_all()?;
+    let y = x.as_tensor().sqr()?.sqr()?.sum_all()?;
     let g = y.backward()?;
     let dy = g
         .get(x.as_tensor())
@@ -73,7 +77,7 @@ pub fn ensure_graph_gradients() -> Result<()> {
     let ok = match second.get(x.as_tensor()) {
         Some(d2) => {
             let v: Vec<f64> = d2.to_vec1()?;
-            (v[0] - 12.0).abs() < 1e-9
+            (v[0] - 48.0).abs() < 1e-9
         }
         None => false,
     };
