@@ -3,13 +3,31 @@
 //! training on coresets and distilled sets.
 
 use crate::error::{Error, Result};
-use crate::model::{Mode, ParamSet, TowerParams, TwoTower};
+use crate::model::{Modality, Mode, ParamSet, TowerParams, TwoTower};
 use crate::pairs::CaptionedImages;
 use crate::second_order::scalar;
-use crate::unroll::TowerLr;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+/// The student's learning rates, one per tower.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TowerLr {
+    /// Learning rate of the image tower.
+    pub image: f64,
+    /// Learning rate of the text tower.
+    pub text: f64,
+}
+
+impl TowerLr {
+    /// The rate of one modality.
+    pub fn get(&self, m: Modality) -> f64 {
+        match m {
+            Modality::Image => self.image,
+            Modality::Text => self.text,
+        }
+    }
+}
 
 /// SGD hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq)]

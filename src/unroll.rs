@@ -18,8 +18,9 @@
 //! sweep must run inside [`second_order::with_graph_gradients`](crate::second_order::with_graph_gradients).
 
 use crate::error::{Error, Result};
-use crate::model::{Modality, Mode, ParamSet, TowerParams, TwoTower};
+use crate::model::{Mode, ParamSet, TowerParams, TwoTower};
 use crate::second_order::{ensure_graph_gradients, scalar};
+pub use crate::train::TowerLr;
 use candle_core::{Tensor, Var};
 
 /// One student step's minibatch: indices into the synthetic set and the seed
@@ -30,25 +31,6 @@ pub struct StepBatch {
     pub indices: Vec<u32>,
     /// Seed of this step's stochastic layers.
     pub seed: u64,
-}
-
-/// The student's learning rates, one per tower.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TowerLr {
-    /// Learning rate of the image tower.
-    pub image: f64,
-    /// Learning rate of the text tower.
-    pub text: f64,
-}
-
-impl TowerLr {
-    /// The rate of one modality.
-    pub fn get(&self, m: Modality) -> f64 {
-        match m {
-            Modality::Image => self.image,
-            Modality::Text => self.text,
-        }
-    }
 }
 
 /// Gradients of ℓ with respect to everything the unroll depends on.

@@ -11,8 +11,8 @@ use vl_distill::evaluator::{evaluate_experts, Evaluator};
 use vl_distill::experiment::{load_dataset, Experiment};
 use vl_distill::expert::ExpertTrainer;
 use vl_distill::train::SgdConfig;
+use vl_distill::train::TowerLr;
 use vl_distill::trajectory;
-use vl_distill::unroll::TowerLr;
 
 #[derive(Parser)]
 #[command(
