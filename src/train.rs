@@ -152,6 +152,16 @@ pub fn train_epoch(
         total += l;
         on_batch(i, batches.len(), l);
     }
+    // The contrastive loss is scale-invariant in the image features (instance
+    // norm, L2 normalisation), so diverging weights can leave it finite: check them too.
+    for m in Modality::BOTH {
+        if !params.get(m).all_finite()? {
+            return Err(Error::NonFinite {
+                step: "end of epoch".into(),
+                what: format!("{} tower parameters (learning rate too high?)", m.name()),
+            });
+        }
+    }
     Ok(total / batches.len() as f64)
 }
 

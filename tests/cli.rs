@@ -93,3 +93,38 @@ fn bad_settings_fail_with_a_message() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/dataset_x.json"));
 }
+
+#[test]
+fn data_export_and_inspect_round_trip_with_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "profile = \"smoke\"\n[data.source]\nkind = \"scenes\"\ntrain = 6\nval = 2\ntest = 3\n",
+    )
+    .unwrap();
+    let out = dir.path().join("data");
+    let o = cli(&[
+        "data",
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = out.join("dataset_scenes.json");
+    assert!(json.exists());
+    assert_eq!(std::fs::read_dir(out.join("images")).unwrap().count(), 11);
+    let o = cli(&[
+        "data",
+        "inspect",
+        "--profile",
+        "smoke",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("train: 6 images / 30 captions"), "{text}");
+}

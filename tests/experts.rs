@@ -135,3 +135,23 @@ fn a_corrupt_trajectory_file_is_a_clear_error() {
         .to_string();
     assert!(err.contains("no finished expert"), "{err}");
 }
+
+#[test]
+fn diverging_training_stops_with_an_error_naming_the_expert_and_epoch() {
+    let exp = smoke(&[
+        "experts.num_experts=1",
+        "experts.epochs=2",
+        "experts.lr_image=1e38",
+        "experts.lr_text=1e38",
+    ]);
+    let err = ExpertTrainer::new(&exp)
+        .unwrap()
+        .run()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("expert 0, epoch 1"),
+        "{err}"
+    );
+}
