@@ -28,6 +28,8 @@
 //! [`second_order`] (the exact gradient through student steps), [`eval`] and
 //! [`evaluator`] (retrieval recall and the evaluation protocol).
 
+#![warn(missing_docs)]
+
 pub mod alloc;
 pub mod config;
 pub mod data;
