@@ -57,8 +57,9 @@ enum EvalMethod {
 
 #[derive(Subcommand)]
 enum DataAction {
-    /// Write the configured dataset (by default the built-in scenes) in
-    /// Karpathy's layout: DIR/dataset_NAME.json and DIR/images/.
+    /// Generate (built-in scenes) or convert the configured dataset and write
+    /// it in Karpathy's layout: DIR/dataset_NAME.json and DIR/images/.
+    #[command(alias = "generate")]
     Export {
         #[command(flatten)]
         common: Common,
