@@ -33,6 +33,8 @@ pub struct Config {
     pub experts: ExpertConfig,
     /// The evaluation protocol.
     pub eval: EvalConfig,
+    /// Stage 2: distillation.
+    pub distill: DistillConfig,
 }
 
 /// Where the images and captions come from.
@@ -161,6 +163,52 @@ pub struct ExpertConfig {
     pub val_every_epoch: bool,
 }
 
+/// How one modality of the distilled set starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitKind {
+    /// From real training pairs (an image and one of its captions' embeddings).
+    Real,
+    /// From noise: images N(0, 1) in normalised pixel space; text embeddings
+    /// with the per-dimension mean and standard deviation of the real
+    /// training embeddings.
+    Noise,
+}
+
+/// Stage 2: bi-trajectory matching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// Number of synthetic pairs M.
+    pub pairs: usize,
+    /// Student SGD steps per outer iteration (N, `syn_steps`).
+    pub syn_steps: usize,
+    /// Expert epochs the student must cover (R, `expert_epochs`).
+    pub expert_epochs: usize,
+    /// Start epochs are drawn from `0..max_start_epoch`.
+    pub max_start_epoch: usize,
+    /// Synthetic pairs per student step (`None`: all M).
+    pub batch_syn: Option<usize>,
+    /// Outer iterations.
+    pub iterations: usize,
+    /// Learning rate of the synthetic pixels.
+    pub lr_images: f64,
+    /// Learning rate of the synthetic text embeddings.
+    pub lr_texts: f64,
+    /// Learning rate of the log student learning rates.
+    pub lr_lr: f64,
+    /// Momentum of the three outer SGD optimisers (0.5 in the paper's code).
+    pub momentum: f64,
+    /// How the images start.
+    pub init_images: InitKind,
+    /// How the text embeddings start.
+    pub init_texts: InitKind,
+    /// Optimise the images (false: they stay at their initialisation).
+    pub distill_images: bool,
+    /// Optimise the text embeddings (false: they stay at their initialisation).
+    pub distill_texts: bool,
+}
+
 /// How a set of pairs (full data, coreset, distilled set) is evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +278,22 @@ impl Config {
                 full_epochs: 4,
                 batch_size: 64,
             },
+            distill: DistillConfig {
+                pairs: 20,
+                syn_steps: 3,
+                expert_epochs: 1,
+                max_start_epoch: 2,
+                batch_syn: None,
+                iterations: 10,
+                lr_images: 100.0,
+                lr_texts: 100.0,
+                lr_lr: 0.01,
+                momentum: 0.5,
+                init_images: InitKind::Real,
+                init_texts: InitKind::Real,
+                distill_images: true,
+                distill_texts: true,
+            },
         }
     }
 
@@ -254,6 +318,10 @@ impl Config {
         c.eval.num_seeds = 3;
         c.eval.full_epochs = 4;
         c.eval.batch_size = 128;
+        // provisional: sized by the distillation issue
+        c.distill.pairs = 100;
+        c.distill.syn_steps = 5;
+        c.distill.iterations = 40;
         c
     }
 
@@ -277,6 +345,15 @@ impl Config {
         c.experts.batch_size = 128;
         c.eval.num_seeds = 5;
         c.eval.full_epochs = 10;
+        // the paper's Flickr30K command
+        c.distill.pairs = 100;
+        c.distill.syn_steps = 8;
+        c.distill.expert_epochs = 1;
+        c.distill.max_start_epoch = 2;
+        c.distill.iterations = 3000;
+        c.distill.lr_images = 1000.0;
+        c.distill.lr_texts = 1000.0;
+        c.distill.lr_lr = 0.01;
         c
     }
 
@@ -367,6 +444,30 @@ impl Config {
         }
         if self.eval.num_seeds == 0 || self.eval.batch_size < 2 {
             return bad("eval: num_seeds must be > 0, batch_size >= 2".into());
+        }
+        let d = &self.distill;
+        if d.pairs < 2 || d.syn_steps == 0 || d.expert_epochs == 0 || d.max_start_epoch == 0 {
+            return bad(
+                "distill: pairs must be >= 2; syn_steps, expert_epochs, max_start_epoch > 0".into(),
+            );
+        }
+        if d.max_start_epoch - 1 + d.expert_epochs > e.epochs {
+            return bad(format!(
+                "distill: start epochs up to {} plus expert_epochs {} exceed the experts' {} epochs",
+                d.max_start_epoch - 1,
+                d.expert_epochs,
+                e.epochs
+            ));
+        }
+        if d.batch_syn.is_some_and(|b| b < 2 || b > d.pairs) {
+            return bad("distill.batch_syn must be in 2..=pairs".into());
+        }
+        if [d.lr_images, d.lr_texts, d.lr_lr]
+            .iter()
+            .any(|v| v.is_nan() || *v < 0.0)
+            || !(0.0..1.0).contains(&d.momentum)
+        {
+            return bad("distill: learning rates must be >= 0 and momentum in [0, 1)".into());
         }
         if let TextTowerConfig::ProjectionHead { dropout } = self.model.text_tower {
             if !(0.0..1.0).contains(&dropout) {

@@ -34,6 +34,7 @@ pub mod alloc;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod evaluator;

@@ -1,0 +1,422 @@
+//! Stage 2: bi-trajectory matching.
+//!
+//! A [`DistilledSet`] holds M synthetic pairs — pixels `[M, 3, H, W]` and text
+//! embeddings `[M, D]` in the frozen encoder's space — and the student's
+//! learning rates (one per tower, as logs so they stay positive). Each
+//! [`Distiller::step`] starts a student at an expert's epoch s, takes
+//! `syn_steps` SGD steps on the synthetic pairs, and measures
+//!
+//! ```text
+//! ℓ = ‖θ̂_img,N − θ*_img,s+R‖² / ‖θ*_img,s − θ*_img,s+R‖²
+//!   + ‖θ̂_txt,N − θ*_txt,s+R‖² / ‖θ*_txt,s − θ*_txt,s+R‖²
+//! ```
+//!
+//! Its exact gradient through the N steps comes from the reverse sweep of
+//! [`unroll`](crate::unroll) (memory flat in N), and updates pixels, text
+//! embeddings and log learning rates with their own SGD-with-momentum
+//! optimisers. Every random choice of iteration i derives from (seed, i), so
+//! the iteration counter is all the random state there is.
+
+use crate::config::{DistillConfig, InitKind};
+use crate::error::{Error, Result};
+use crate::experiment::Experiment;
+use crate::model::{Modality, TowerParams, TwoTower};
+use crate::pairs::CaptionedImages;
+use crate::second_order::with_graph_gradients;
+use crate::train::{derive_seed, TowerLr};
+use crate::trajectory::Trajectory;
+use crate::unroll::{reverse_sweep, unroll_forward, StepBatch};
+use candle_core::{DType, Tensor};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// M synthetic image–text pairs and the student's learned learning rates.
+#[derive(Debug, Clone)]
+pub struct DistilledSet {
+    /// Synthetic pixels `[M, 3, H, W]` (normalised space).
+    pub images: Tensor,
+    /// Synthetic text embeddings `[M, D]`.
+    pub texts: Tensor,
+    /// log α of the image tower.
+    pub log_lr_image: f64,
+    /// log α of the text tower.
+    pub log_lr_text: f64,
+}
+
+impl DistilledSet {
+    /// `pairs` synthetic pairs initialised per modality from real training
+    /// pairs or noise (see [`InitKind`]), with student learning rates `lr`.
+    pub fn init(
+        exp: &Experiment,
+        pairs: usize,
+        images: InitKind,
+        texts: InitKind,
+        lr: TowerLr,
+        seed: u64,
+    ) -> Result<Self> {
+        let train = &exp.train;
+        let n = train.num_images();
+        if pairs > n {
+            return Err(Error::Config(format!(
+                "distill.pairs = {pairs} but the train split has only {n} images"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "distill-init", &[]));
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut rng);
+        let chosen = &order[..pairs];
+        // one caption of each chosen image
+        let mut by_image: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (c, &o) in train.owner.iter().enumerate() {
+            by_image[o as usize].push(c as u32);
+        }
+        let captions: Vec<u32> = chosen
+            .iter()
+            .map(|&i| {
+                let caps = &by_image[i as usize];
+                caps[rng.random_range(0..caps.len())]
+            })
+            .collect();
+        let dev = train.images.device();
+        let (real_x, real_e) = train.batch(&captions)?;
+        let images = match images {
+            InitKind::Real => real_x,
+            // from our seeded generator (candle's randn is not seeded per call)
+            InitKind::Noise => seeded_normal(&mut rng, real_x.dims(), dev)?,
+        };
+        let texts = match texts {
+            InitKind::Real => real_e,
+            InitKind::Noise => {
+                let mean = train.texts.mean_keepdim(0)?;
+                let std = train
+                    .texts
+                    .broadcast_sub(&mean)?
+                    .sqr()?
+                    .mean_keepdim(0)?
+                    .sqrt()?;
+                seeded_normal(&mut rng, real_e.dims(), dev)?
+                    .broadcast_mul(&std)?
+                    .broadcast_add(&mean)?
+            }
+        };
+        Ok(DistilledSet {
+            images: images.to_dtype(DType::F32)?,
+            texts: texts.to_dtype(DType::F32)?,
+            log_lr_image: lr.image.ln(),
+            log_lr_text: lr.text.ln(),
+        })
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.images.dim(0).unwrap_or(0)
+    }
+
+    /// True when the set holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The learned student learning rates α.
+    pub fn lr(&self) -> TowerLr {
+        TowerLr {
+            image: self.log_lr_image.exp(),
+            text: self.log_lr_text.exp(),
+        }
+    }
+
+    /// The set as training pairs (pair j = image j with text j).
+    pub fn as_pairs(&self) -> Result<CaptionedImages> {
+        CaptionedImages::new(
+            self.images.clone(),
+            self.texts.clone(),
+            (0..self.len() as u32).collect(),
+        )
+    }
+}
+
+fn seeded_normal(
+    rng: &mut ChaCha8Rng,
+    dims: &[usize],
+    dev: &candle_core::Device,
+) -> Result<Tensor> {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            // Box–Muller
+            let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+            let u2: f32 = rng.random();
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    Ok(Tensor::from_vec(v, dims, dev)?)
+}
+
+/// The bi-trajectory matching loss of a student end point against the
+/// expert's start and target epochs: per tower ‖θ̂ − θ*_target‖² divided by
+/// ‖θ*_start − θ*_target‖². Returns (image term, text term).
+pub fn matching_loss(
+    student: &TowerParams,
+    start: &TowerParams,
+    target: &TowerParams,
+) -> Result<(f64, f64)> {
+    let term = |m: Modality| -> Result<f64> {
+        let denom = start.get(m).sq_dist(target.get(m))?;
+        if denom <= 0.0 {
+            return Err(Error::Config(format!(
+                "the expert's {} tower did not move between the start and target epochs",
+                m.name()
+            )));
+        }
+        Ok(student.get(m).sq_dist(target.get(m))? / denom)
+    };
+    Ok((term(Modality::Image)?, term(Modality::Text)?))
+}
+
+/// What one outer iteration did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistillReport {
+    /// Iteration index (0-based).
+    pub iteration: usize,
+    /// Expert used.
+    pub expert: usize,
+    /// Start epoch s.
+    pub start_epoch: usize,
+    /// Total matching loss ℓ (before this iteration's update).
+    pub loss: f64,
+    /// Image-tower term.
+    pub loss_image: f64,
+    /// Text-tower term.
+    pub loss_text: f64,
+    /// Student learning rates after the update.
+    pub lr: TowerLr,
+    /// ‖∂ℓ/∂x̂‖.
+    pub grad_norm_images: f64,
+    /// ‖∂ℓ/∂ê‖.
+    pub grad_norm_texts: f64,
+    /// Mean contrastive loss of the student steps.
+    pub student_loss: f64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for DistillReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "iter {}: match {:.4} (img {:.4}, txt {:.4}), α img {:.4} txt {:.4}, |g| img {:.2e} txt {:.2e}, expert {} from epoch {} ({:.1} s)",
+            self.iteration,
+            self.loss,
+            self.loss_image,
+            self.loss_text,
+            self.lr.image,
+            self.lr.text,
+            self.grad_norm_images,
+            self.grad_norm_texts,
+            self.expert,
+            self.start_epoch,
+            self.seconds
+        )
+    }
+}
+
+/// Momentum buffers of the three outer optimisers.
+#[derive(Debug, Clone, Default)]
+struct OuterMomentum {
+    images: Option<Tensor>,
+    texts: Option<Tensor>,
+    log_lr: [f64; 2],
+}
+
+/// Optimises a [`DistilledSet`] by bi-trajectory matching, one outer
+/// iteration per [`step`](Self::step).
+pub struct Distiller {
+    model: Arc<TwoTower>,
+    experts: Vec<Trajectory>,
+    cfg: DistillConfig,
+    seed: u64,
+    /// The current synthetic set.
+    pub set: DistilledSet,
+    momentum: OuterMomentum,
+    /// Iterations done.
+    pub iteration: usize,
+    /// Reports of every iteration so far.
+    pub history: Vec<DistillReport>,
+}
+
+impl Distiller {
+    /// A distiller for the experiment's config, starting from a set
+    /// initialised as `exp.config.distill` says, with the experts' learning
+    /// rates as the student's initial α.
+    pub fn new(exp: &Experiment, experts: Vec<Trajectory>) -> Result<Self> {
+        let cfg = exp.config.distill.clone();
+        let need = cfg.max_start_epoch - 1 + cfg.expert_epochs;
+        if experts.is_empty() {
+            return Err(Error::Config(
+                "distillation needs at least one expert".into(),
+            ));
+        }
+        let template = exp.model.init(0, &exp.device, DType::F32)?;
+        for t in &experts {
+            if t.epochs_done() < need {
+                return Err(Error::Config(format!(
+                    "expert {} has {} epochs; distillation needs {need}",
+                    t.meta.expert,
+                    t.epochs_done()
+                )));
+            }
+            let first = t.epoch(0)?;
+            template.image.check_compatible(&first.image).map_err(|e| {
+                Error::Config(format!(
+                    "expert {} does not fit this model: {e}",
+                    t.meta.expert
+                ))
+            })?;
+            template.text.check_compatible(&first.text).map_err(|e| {
+                Error::Config(format!(
+                    "expert {} does not fit this model: {e}",
+                    t.meta.expert
+                ))
+            })?;
+            if t.meta.dataset_hash != exp.dataset.content_hash() {
+                return Err(Error::Config(format!(
+                    "expert {} was trained on another dataset ({})",
+                    t.meta.expert, t.meta.dataset
+                )));
+            }
+        }
+        let lr = TowerLr {
+            image: exp.config.experts.lr_image,
+            text: exp.config.experts.lr_text,
+        };
+        let set = DistilledSet::init(
+            exp,
+            cfg.pairs,
+            cfg.init_images,
+            cfg.init_texts,
+            lr,
+            exp.config.seed,
+        )?;
+        Ok(Distiller {
+            model: exp.model.clone(),
+            experts,
+            cfg,
+            seed: exp.config.seed,
+            set,
+            momentum: OuterMomentum::default(),
+            iteration: 0,
+            history: Vec::new(),
+        })
+    }
+
+    /// True when the configured number of iterations is done.
+    pub fn is_done(&self) -> bool {
+        self.iteration >= self.cfg.iterations
+    }
+
+    fn batches(&self, rng: &mut ChaCha8Rng) -> Vec<StepBatch> {
+        let m = self.set.len();
+        let b = self.cfg.batch_syn.unwrap_or(m);
+        (0..self.cfg.syn_steps)
+            .map(|_| {
+                let mut idx: Vec<u32> = (0..m as u32).collect();
+                idx.shuffle(rng);
+                idx.truncate(b);
+                StepBatch {
+                    indices: idx,
+                    seed: rng.random(),
+                }
+            })
+            .collect()
+    }
+
+    /// One outer iteration: unroll the student, match, backpropagate, update.
+    pub fn step(&mut self) -> Result<DistillReport> {
+        let start = Instant::now();
+        let it = self.iteration;
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(derive_seed(self.seed, "distill-iter", &[it as u64]));
+        let k = rng.random_range(0..self.experts.len());
+        let s = rng.random_range(0..self.cfg.max_start_epoch);
+        let batches = self.batches(&mut rng);
+        let traj = &self.experts[k];
+        let theta0 = traj.epoch(s)?.clone();
+        let target = traj.epoch(s + self.cfg.expert_epochs)?.clone();
+        let lr = self.set.lr();
+        let model = self.model.clone();
+        let (images, texts) = (self.set.images.clone(), self.set.texts.clone());
+        let (loss_image, loss_text, student_loss, grads) = with_graph_gradients(|| {
+            let (snaps, losses) = unroll_forward(&model, &theta0, &images, &texts, &batches, lr)?;
+            let last = snaps.last().expect("N+1 snapshots");
+            let (li, lt) = matching_loss(last, &theta0, &target)?;
+            let lambda = last.map(|m, p| {
+                let denom = theta0.get(m).sq_dist(target.get(m))?;
+                p.sub(target.get(m))?.scale(2.0 / denom)
+            })?;
+            let g = reverse_sweep(&model, &snaps, &images, &texts, &batches, lr, &lambda)?;
+            let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+            Ok((li, lt, mean, g))
+        })?;
+        let loss = loss_image + loss_text;
+        let finite = [loss, grads.log_lr_image, grads.log_lr_text]
+            .iter()
+            .all(|v| v.is_finite());
+        let gi = grads.images.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
+        let gt = grads.texts.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
+        if !finite || !gi.is_finite() || !gt.is_finite() {
+            return Err(Error::NonFinite {
+                step: format!("distillation iteration {it}"),
+                what: format!("matching loss {loss} or its gradient"),
+            });
+        }
+        let mu = self.cfg.momentum;
+        let outer = |v: &mut Option<Tensor>, g: &Tensor| -> Result<Tensor> {
+            let nv = match v.take() {
+                Some(old) => ((old * mu)? + g)?,
+                None => g.clone(),
+            };
+            *v = Some(nv.clone());
+            Ok(nv)
+        };
+        if self.cfg.distill_images {
+            let v = outer(&mut self.momentum.images, &grads.images)?;
+            self.set.images = (&self.set.images - (v * self.cfg.lr_images)?)?.detach();
+        }
+        if self.cfg.distill_texts {
+            let v = outer(&mut self.momentum.texts, &grads.texts)?;
+            self.set.texts = (&self.set.texts - (v * self.cfg.lr_texts)?)?.detach();
+        }
+        let m = &mut self.momentum.log_lr;
+        m[0] = mu * m[0] + grads.log_lr_image;
+        m[1] = mu * m[1] + grads.log_lr_text;
+        self.set.log_lr_image -= self.cfg.lr_lr * m[0];
+        self.set.log_lr_text -= self.cfg.lr_lr * m[1];
+        self.iteration += 1;
+        let report = DistillReport {
+            iteration: it,
+            expert: traj.meta.expert,
+            start_epoch: s,
+            loss,
+            loss_image,
+            loss_text,
+            lr: self.set.lr(),
+            grad_norm_images: gi,
+            grad_norm_texts: gt,
+            student_loss,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.history.push(report.clone());
+        Ok(report)
+    }
+
+    /// Runs the remaining iterations; returns the distilled set.
+    pub fn run(&mut self) -> Result<&DistilledSet> {
+        while !self.is_done() {
+            self.step()?;
+        }
+        Ok(&self.set)
+    }
+}
