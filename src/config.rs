@@ -207,6 +207,10 @@ pub struct DistillConfig {
     pub distill_images: bool,
     /// Optimise the text embeddings (false: they stay at their initialisation).
     pub distill_texts: bool,
+    /// Save a checkpoint every this many iterations (and at the end).
+    pub checkpoint_every: usize,
+    /// Print a log line every this many iterations.
+    pub log_every: usize,
 }
 
 /// How a set of pairs (full data, coreset, distilled set) is evaluated.
@@ -293,6 +297,8 @@ impl Config {
                 init_texts: InitKind::Real,
                 distill_images: true,
                 distill_texts: true,
+                checkpoint_every: 5,
+                log_every: 1,
             },
         }
     }
@@ -458,6 +464,9 @@ impl Config {
                 d.expert_epochs,
                 e.epochs
             ));
+        }
+        if d.checkpoint_every == 0 || d.log_every == 0 {
+            return bad("distill: checkpoint_every and log_every must be > 0".into());
         }
         if d.batch_syn.is_some_and(|b| b < 2 || b > d.pairs) {
             return bad("distill.batch_syn must be in 2..=pairs".into());

@@ -30,6 +30,9 @@ use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -177,7 +180,7 @@ pub fn matching_loss(
 }
 
 /// What one outer iteration did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistillReport {
     /// Iteration index (0-based).
     pub iteration: usize,
@@ -191,8 +194,10 @@ pub struct DistillReport {
     pub loss_image: f64,
     /// Text-tower term.
     pub loss_text: f64,
-    /// Student learning rates after the update.
-    pub lr: TowerLr,
+    /// Student learning rate of the image tower after the update.
+    pub lr_image: f64,
+    /// Student learning rate of the text tower after the update.
+    pub lr_text: f64,
     /// ‖∂ℓ/∂x̂‖.
     pub grad_norm_images: f64,
     /// ‖∂ℓ/∂ê‖.
@@ -212,8 +217,8 @@ impl std::fmt::Display for DistillReport {
             self.loss,
             self.loss_image,
             self.loss_text,
-            self.lr.image,
-            self.lr.text,
+            self.lr_image,
+            self.lr_text,
             self.grad_norm_images,
             self.grad_norm_texts,
             self.expert,
@@ -245,6 +250,18 @@ pub struct Distiller {
     pub iteration: usize,
     /// Reports of every iteration so far.
     pub history: Vec<DistillReport>,
+    checkpoint: Option<PathBuf>,
+    fingerprint: String,
+}
+
+/// What a checkpoint's header holds besides the tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointMeta {
+    fingerprint: String,
+    iteration: usize,
+    log_lr: [f64; 2],
+    momentum_log_lr: [f64; 2],
+    history: Vec<DistillReport>,
 }
 
 impl Distiller {
@@ -300,6 +317,14 @@ impl Distiller {
             lr,
             exp.config.seed,
         )?;
+        let fingerprint = serde_json::json!({
+            "distill": cfg,
+            "seed": exp.config.seed,
+            "dataset": exp.dataset.content_hash(),
+            "model": exp.config.model,
+            "experts": experts.iter().map(|t| (t.meta.expert, t.meta.seed)).collect::<Vec<_>>(),
+        })
+        .to_string();
         Ok(Distiller {
             model: exp.model.clone(),
             experts,
@@ -309,7 +334,72 @@ impl Distiller {
             momentum: OuterMomentum::default(),
             iteration: 0,
             history: Vec::new(),
+            checkpoint: None,
+            fingerprint,
         })
+    }
+
+    /// Keeps a checkpoint at `path` (every `distill.checkpoint_every`
+    /// iterations and at the end, written atomically) and, when one is
+    /// already there, resumes from it. A checkpoint of another configuration,
+    /// dataset or set of experts is refused.
+    pub fn with_checkpoint(mut self, path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        if path.exists() {
+            self.load_checkpoint(&path)?;
+        }
+        self.checkpoint = Some(path);
+        Ok(self)
+    }
+
+    fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let (mut map, json) = crate::io::load_tensors(path, self.set.images.device())?;
+        let meta: CheckpointMeta = serde_json::from_str(&json)
+            .map_err(|e| Error::bad_file(path, format!("bad checkpoint metadata: {e}")))?;
+        if meta.fingerprint != self.fingerprint {
+            return Err(Error::bad_file(
+                path,
+                "checkpoint of another distillation setup (config, dataset or experts); \
+                 use another output folder or delete it",
+            ));
+        }
+        let mut take = |k: &str| {
+            map.remove(k)
+                .ok_or_else(|| Error::bad_file(path, format!("no tensor {k:?}")))
+        };
+        self.set.images = take("images")?;
+        self.set.texts = take("texts")?;
+        self.momentum.images = take("momentum_images").ok();
+        self.momentum.texts = take("momentum_texts").ok();
+        self.set.log_lr_image = meta.log_lr[0];
+        self.set.log_lr_text = meta.log_lr[1];
+        self.momentum.log_lr = meta.momentum_log_lr;
+        self.iteration = meta.iteration;
+        self.history = meta.history;
+        Ok(())
+    }
+
+    /// Writes the full state (set, momenta, iteration, history) to `path`, atomically.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let mut map = HashMap::from([
+            ("images".to_string(), self.set.images.clone()),
+            ("texts".to_string(), self.set.texts.clone()),
+        ]);
+        if let Some(m) = &self.momentum.images {
+            map.insert("momentum_images".into(), m.clone());
+        }
+        if let Some(m) = &self.momentum.texts {
+            map.insert("momentum_texts".into(), m.clone());
+        }
+        let meta = CheckpointMeta {
+            fingerprint: self.fingerprint.clone(),
+            iteration: self.iteration,
+            log_lr: [self.set.log_lr_image, self.set.log_lr_text],
+            momentum_log_lr: self.momentum.log_lr,
+            history: self.history.clone(),
+        };
+        let json = serde_json::to_string(&meta).expect("metadata serialises");
+        crate::io::save_tensors(path, &map, &json)
     }
 
     /// True when the configured number of iterations is done.
@@ -372,28 +462,23 @@ impl Distiller {
                 what: format!("matching loss {loss} or its gradient"),
             });
         }
-        let mu = self.cfg.momentum;
-        let outer = |v: &mut Option<Tensor>, g: &Tensor| -> Result<Tensor> {
-            let nv = match v.take() {
-                Some(old) => ((old * mu)? + g)?,
-                None => g.clone(),
-            };
-            *v = Some(nv.clone());
-            Ok(nv)
+        let (set, momentum) = self.updated(&grads)?;
+        let finite = |t: &Tensor| -> Result<bool> {
+            Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()?.is_finite())
         };
-        if self.cfg.distill_images {
-            let v = outer(&mut self.momentum.images, &grads.images)?;
-            self.set.images = (&self.set.images - (v * self.cfg.lr_images)?)?.detach();
+        if !finite(&set.images)?
+            || !finite(&set.texts)?
+            || !set.log_lr_image.is_finite()
+            || !set.log_lr_text.is_finite()
+        {
+            return Err(Error::NonFinite {
+                step: format!("distillation iteration {it}"),
+                what: "the update of the distilled set (learning rate too high?); not applied"
+                    .into(),
+            });
         }
-        if self.cfg.distill_texts {
-            let v = outer(&mut self.momentum.texts, &grads.texts)?;
-            self.set.texts = (&self.set.texts - (v * self.cfg.lr_texts)?)?.detach();
-        }
-        let m = &mut self.momentum.log_lr;
-        m[0] = mu * m[0] + grads.log_lr_image;
-        m[1] = mu * m[1] + grads.log_lr_text;
-        self.set.log_lr_image -= self.cfg.lr_lr * m[0];
-        self.set.log_lr_text -= self.cfg.lr_lr * m[1];
+        self.set = set;
+        self.momentum = momentum;
         self.iteration += 1;
         let report = DistillReport {
             iteration: it,
@@ -402,14 +487,50 @@ impl Distiller {
             loss,
             loss_image,
             loss_text,
-            lr: self.set.lr(),
+            lr_image: self.set.lr().image,
+            lr_text: self.set.lr().text,
             grad_norm_images: gi,
             grad_norm_texts: gt,
             student_loss,
             seconds: start.elapsed().as_secs_f64(),
         };
         self.history.push(report.clone());
+        if let Some(path) = &self.checkpoint {
+            if self.iteration % self.cfg.checkpoint_every == 0 || self.is_done() {
+                self.save_checkpoint(path)?;
+            }
+        }
         Ok(report)
+    }
+
+    /// The set and momenta after one SGD-with-momentum update by `grads`
+    /// (PyTorch's convention: `v = μv + g`, `x -= lr·v`), frozen modalities unchanged.
+    fn updated(&self, grads: &crate::unroll::UnrollGrads) -> Result<(DistilledSet, OuterMomentum)> {
+        let mu = self.cfg.momentum;
+        let mut set = self.set.clone();
+        let mut mom = self.momentum.clone();
+        let velocity = |v: &Option<Tensor>, g: &Tensor| -> Result<Tensor> {
+            Ok(match v {
+                Some(old) => ((old * mu)? + g)?,
+                None => g.clone(),
+            })
+        };
+        if self.cfg.distill_images {
+            let v = velocity(&mom.images, &grads.images)?;
+            set.images = (&set.images - (&v * self.cfg.lr_images)?)?.detach();
+            mom.images = Some(v);
+        }
+        if self.cfg.distill_texts {
+            let v = velocity(&mom.texts, &grads.texts)?;
+            set.texts = (&set.texts - (&v * self.cfg.lr_texts)?)?.detach();
+            mom.texts = Some(v);
+        }
+        let m = &mut mom.log_lr;
+        m[0] = mu * m[0] + grads.log_lr_image;
+        m[1] = mu * m[1] + grads.log_lr_text;
+        set.log_lr_image -= self.cfg.lr_lr * m[0];
+        set.log_lr_text -= self.cfg.lr_lr * m[1];
+        Ok((set, mom))
     }
 
     /// Runs the remaining iterations; returns the distilled set.

@@ -120,3 +120,143 @@ fn initialisations_and_bad_settings() {
     let err = Distiller::new(&exp_other, trajs).err().unwrap().to_string();
     assert!(err.contains("does not fit"), "{err}");
 }
+
+#[test]
+fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
+    let (exp, trajs) = setup(&[
+        "distill.iterations=5",
+        "distill.checkpoint_every=2",
+        "distill.batch_syn=10",
+    ]);
+    let whole = tempfile::tempdir().unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let mut a = Distiller::new(&exp, trajs.clone())
+        .unwrap()
+        .with_checkpoint(whole.path().join("ckpt.safetensors"))
+        .unwrap();
+    a.run().unwrap();
+
+    let ckpt = parts.path().join("ckpt.safetensors");
+    let mut b = Distiller::new(&exp, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&ckpt)
+        .unwrap();
+    for _ in 0..3 {
+        b.step().unwrap(); // checkpoint written after iteration 2; iteration 3 is lost
+    }
+    drop(b);
+    let mut c = Distiller::new(&exp, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&ckpt)
+        .unwrap();
+    assert_eq!(c.iteration, 2);
+    c.run().unwrap();
+    assert_eq!(c.history.len(), 5);
+    for (x, y) in [(&a.set.images, &c.set.images), (&a.set.texts, &c.set.texts)] {
+        let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+    }
+    assert_eq!(a.set.log_lr_image, c.set.log_lr_image);
+    assert_eq!(
+        a.history,
+        c.history
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.seconds = a.history[r.iteration].seconds;
+                r
+            })
+            .collect::<Vec<_>>()
+    );
+
+    // a checkpoint of another setup is refused
+    let mut other = exp.config.clone();
+    other.apply_overrides(&["distill.lr_texts=5"]).unwrap();
+    let exp2 = Experiment::with_dataset(
+        other,
+        Device::Cpu,
+        exp.dataset.clone(),
+        Default::default(),
+        None,
+    )
+    .unwrap();
+    let err = Distiller::new(&exp2, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&ckpt)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("ckpt.safetensors") && err.contains("another"),
+        "{err}"
+    );
+
+    // NaN in the loss: a clear error naming the iteration; the last good checkpoint stays
+    let mut ck = exp.config.clone();
+    ck.apply_overrides(&["distill.checkpoint_every=1"]).unwrap();
+    let exp3 = Experiment::with_dataset(
+        ck,
+        Device::Cpu,
+        exp.dataset.clone(),
+        Default::default(),
+        None,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let mut d = Distiller::new(&exp3, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&path)
+        .unwrap();
+    d.step().unwrap();
+    d.step().unwrap();
+    d.set.images = (&d.set.images * f64::NAN).unwrap();
+    let err = d.step().map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("iteration 2"),
+        "{err}"
+    );
+    let resumed = Distiller::new(&exp3, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&path)
+        .unwrap();
+    assert_eq!(resumed.iteration, 2);
+    let norm = resumed
+        .set
+        .images
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(norm.is_finite());
+
+    // an update that overflows the set is refused before it is applied
+    let mut wild = exp.config.clone();
+    wild.apply_overrides(&["distill.lr_images=1e38", "distill.lr_texts=1e38"])
+        .unwrap();
+    let exp4 = Experiment::with_dataset(
+        wild,
+        Device::Cpu,
+        exp.dataset.clone(),
+        Default::default(),
+        None,
+    )
+    .unwrap();
+    let mut d = Distiller::new(&exp4, trajs).unwrap();
+    let before = d.set.images.clone();
+    let err = d.step().map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.contains("iteration 0") && err.contains("learning rate"),
+        "{err}"
+    );
+    let same = (&d.set.images - &before)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    assert_eq!(same.to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(d.iteration, 0);
+}
