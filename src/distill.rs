@@ -496,7 +496,7 @@ impl Distiller {
         };
         self.history.push(report.clone());
         if let Some(path) = &self.checkpoint {
-            if self.iteration % self.cfg.checkpoint_every == 0 || self.is_done() {
+            if self.iteration.is_multiple_of(self.cfg.checkpoint_every) || self.is_done() {
                 self.save_checkpoint(path)?;
             }
         }
