@@ -221,6 +221,8 @@ pub struct EvalConfig {
     pub num_seeds: usize,
     /// Epochs of training on the full train split (`eval --method full`).
     pub full_epochs: usize,
+    /// Epochs of training on a small set of pairs (a distilled set or a coreset).
+    pub small_set_epochs: usize,
     /// Minibatch size.
     pub batch_size: usize,
 }
@@ -280,6 +282,7 @@ impl Config {
             eval: EvalConfig {
                 num_seeds: 2,
                 full_epochs: 4,
+                small_set_epochs: 30,
                 batch_size: 64,
             },
             distill: DistillConfig {
@@ -323,11 +326,13 @@ impl Config {
         c.experts.batch_size = 128;
         c.eval.num_seeds = 3;
         c.eval.full_epochs = 4;
+        c.eval.small_set_epochs = 50;
         c.eval.batch_size = 128;
-        // provisional: sized by the distillation issue
+        // provisional: to be tuned by the distillation issue (a reverse-sweep
+        // step costs ~3 s here, see `cargo bench --bench step`)
         c.distill.pairs = 100;
         c.distill.syn_steps = 5;
-        c.distill.iterations = 40;
+        c.distill.iterations = 10;
         c
     }
 
@@ -351,6 +356,7 @@ impl Config {
         c.experts.batch_size = 128;
         c.eval.num_seeds = 5;
         c.eval.full_epochs = 10;
+        c.eval.small_set_epochs = 1000;
         // the paper's Flickr30K command
         c.distill.pairs = 100;
         c.distill.syn_steps = 8;
@@ -456,14 +462,6 @@ impl Config {
             return bad(
                 "distill: pairs must be >= 2; syn_steps, expert_epochs, max_start_epoch > 0".into(),
             );
-        }
-        if d.max_start_epoch - 1 + d.expert_epochs > e.epochs {
-            return bad(format!(
-                "distill: start epochs up to {} plus expert_epochs {} exceed the experts' {} epochs",
-                d.max_start_epoch - 1,
-                d.expert_epochs,
-                e.epochs
-            ));
         }
         if d.checkpoint_every == 0 || d.log_every == 0 {
             return bad("distill: checkpoint_every and log_every must be > 0".into());

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::model::{Modality, TowerParams, TwoTower};
 use crate::pairs::CaptionedImages;
+use crate::progress::Progress;
 use crate::second_order::with_graph_gradients;
 use crate::train::{derive_seed, TowerLr};
 use crate::trajectory::Trajectory;
@@ -61,28 +62,9 @@ impl DistilledSet {
         seed: u64,
     ) -> Result<Self> {
         let train = &exp.train;
-        let n = train.num_images();
-        if pairs > n {
-            return Err(Error::Config(format!(
-                "distill.pairs = {pairs} but the train split has only {n} images"
-            )));
-        }
+        let captions = crate::coreset::random_pairs(train, pairs, seed)
+            .map_err(|e| Error::Config(format!("distill.pairs: {e}")))?;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "distill-init", &[]));
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.shuffle(&mut rng);
-        let chosen = &order[..pairs];
-        // one caption of each chosen image
-        let mut by_image: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for (c, &o) in train.owner.iter().enumerate() {
-            by_image[o as usize].push(c as u32);
-        }
-        let captions: Vec<u32> = chosen
-            .iter()
-            .map(|&i| {
-                let caps = &by_image[i as usize];
-                caps[rng.random_range(0..caps.len())]
-            })
-            .collect();
         let dev = train.images.device();
         let (real_x, real_e) = train.batch(&captions)?;
         let images = match images {
@@ -129,6 +111,48 @@ impl DistilledSet {
             image: self.log_lr_image.exp(),
             text: self.log_lr_text.exp(),
         }
+    }
+
+    /// Writes the set to a safetensors file (tensors `images`, `texts`; the
+    /// learned learning rates in the header), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let map = HashMap::from([
+            ("images".to_string(), self.images.clone()),
+            ("texts".to_string(), self.texts.clone()),
+        ]);
+        let meta = serde_json::json!({
+            "log_lr_image": self.log_lr_image,
+            "log_lr_text": self.log_lr_text,
+            "lr_image": self.lr().image,
+            "lr_text": self.lr().text,
+        });
+        crate::io::save_tensors(path, &map, &meta.to_string())
+    }
+
+    /// Reads a set written by [`save`](Self::save) onto `device`.
+    pub fn load(path: &Path, device: &candle_core::Device) -> Result<Self> {
+        let (mut map, json) = crate::io::load_tensors(path, device)?;
+        let meta: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| Error::bad_file(path, format!("bad metadata: {e}")))?;
+        let lr = |k: &str| {
+            meta.get(k)
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| Error::bad_file(path, format!("metadata has no {k}")))
+        };
+        let mut take = |k: &str| {
+            map.remove(k)
+                .ok_or_else(|| Error::bad_file(path, format!("no tensor {k:?}")))
+        };
+        let set = DistilledSet {
+            images: take("images")?,
+            texts: take("texts")?,
+            log_lr_image: lr("log_lr_image")?,
+            log_lr_text: lr("log_lr_text")?,
+        };
+        if set.images.dim(0)? != set.texts.dim(0)? {
+            return Err(Error::bad_file(path, "images and texts differ in count"));
+        }
+        Ok(set)
     }
 
     /// The set as training pairs (pair j = image j with text j).
@@ -252,6 +276,7 @@ pub struct Distiller {
     pub history: Vec<DistillReport>,
     checkpoint: Option<PathBuf>,
     fingerprint: String,
+    progress: bool,
 }
 
 /// What a checkpoint's header holds besides the tensors.
@@ -336,6 +361,7 @@ impl Distiller {
             history: Vec::new(),
             checkpoint: None,
             fingerprint,
+            progress: false,
         })
     }
 
@@ -533,11 +559,25 @@ impl Distiller {
         Ok((set, mom))
     }
 
+    /// During [`run`](Self::run), shows a progress bar and a log line every
+    /// `distill.log_every` iterations on stderr.
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
     /// Runs the remaining iterations; returns the distilled set.
     pub fn run(&mut self) -> Result<&DistilledSet> {
+        let remaining = self.cfg.iterations.saturating_sub(self.iteration) as u64;
+        let progress = Progress::new(remaining, "distill", self.progress && remaining > 0);
         while !self.is_done() {
-            self.step()?;
+            let r = self.step()?;
+            progress.inc(format!("match {:.4}", r.loss));
+            if (r.iteration + 1).is_multiple_of(self.cfg.log_every) || self.is_done() {
+                progress.log(&r.to_string());
+            }
         }
+        progress.finish();
         Ok(&self.set)
     }
 }

@@ -64,6 +64,33 @@ impl Evaluator {
         }
     }
 
+    /// The evaluation protocol of the experiment's config for a small set of
+    /// pairs (a distilled set or a coreset): `eval.num_seeds` fresh models,
+    /// each trained `eval.small_set_epochs` epochs with SGD at `lr` (no
+    /// momentum), tested on the test split.
+    pub fn for_small_set(
+        exp: &crate::experiment::Experiment,
+        pairs: CaptionedImages,
+        lr: crate::train::TowerLr,
+    ) -> Self {
+        let c = &exp.config.eval;
+        let batch = c.batch_size.min(pairs.num_pairs()).max(2);
+        Evaluator::new(
+            exp.model.clone(),
+            pairs,
+            exp.test.clone(),
+            SgdConfig {
+                lr,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                batch_size: batch,
+            },
+            c.small_set_epochs,
+            c.num_seeds,
+            exp.config.seed,
+        )
+    }
+
     /// True when every seed has been evaluated.
     pub fn is_done(&self) -> bool {
         self.runs.len() >= self.num_seeds

@@ -16,11 +16,11 @@ use crate::eval::{self, Recall};
 use crate::experiment::Experiment;
 use crate::model::TwoTower;
 use crate::pairs::CaptionedImages;
+use crate::progress::Progress;
 use crate::train::TowerLr;
 use crate::train::{derive_seed, train_epoch, SgdConfig, SgdState};
 use crate::trajectory::{Trajectory, TrajectoryMeta, FORMAT_VERSION};
 use candle_core::DType;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -267,46 +267,21 @@ impl ExpertTrainer {
     /// Trains every remaining expert; returns all trajectories.
     pub fn run(&mut self) -> Result<&[Trajectory]> {
         self.ensure_current()?;
-        let bar = if self.progress && !self.is_done() {
-            let per_epoch = self
-                .train
-                .num_pairs()
-                .div_ceil(self.config.experts.batch_size);
-            let remaining_epochs = (self.num_experts() - self.next_expert)
-                * self.config.experts.epochs
-                - self.current.as_ref().map_or(0, |c| c.traj.epochs_done());
-            let pb = ProgressBar::new((remaining_epochs * per_epoch) as u64);
-            pb.set_style(
-                ProgressStyle::with_template(
-                    "experts {bar:30} {pos}/{len} batches  {elapsed_precise} eta {eta}  {msg}",
-                )
-                .expect("valid template"),
-            );
-            Some(pb)
-        } else {
-            None
-        };
-        loop {
-            let pb = bar.clone();
-            let report = self.step_with(|_, _, loss| {
-                if let Some(pb) = &pb {
-                    pb.inc(1);
-                    pb.set_message(format!("loss {loss:.3}"));
-                }
-            })?;
-            match report {
-                Some(r) => match &bar {
-                    // a hidden bar (output is not a terminal) would swallow the line
-                    Some(pb) if !pb.is_hidden() => pb.println(r.to_string()),
-                    Some(_) => eprintln!("{r}"),
-                    None => {}
-                },
-                None => break,
-            }
+        let per_epoch = self
+            .train
+            .num_pairs()
+            .div_ceil(self.config.experts.batch_size);
+        let remaining_epochs = (self.num_experts() - self.next_expert) * self.config.experts.epochs
+            - self.current.as_ref().map_or(0, |c| c.traj.epochs_done());
+        let progress = Progress::new(
+            (remaining_epochs * per_epoch) as u64,
+            "experts",
+            self.progress && !self.is_done(),
+        );
+        while let Some(r) = self.step_with(|_, _, loss| progress.inc(format!("loss {loss:.3}")))? {
+            progress.log(&r.to_string());
         }
-        if let Some(pb) = bar {
-            pb.finish_and_clear();
-        }
+        progress.finish();
         Ok(&self.finished)
     }
 }

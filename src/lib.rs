@@ -32,6 +32,7 @@
 
 pub mod alloc;
 pub mod config;
+pub mod coreset;
 pub mod data;
 pub mod device;
 pub mod distill;
@@ -44,6 +45,7 @@ pub mod io;
 pub mod loss;
 pub mod model;
 pub mod pairs;
+pub mod progress;
 pub mod second_order;
 pub mod text;
 pub mod train;

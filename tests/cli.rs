@@ -128,3 +128,52 @@ fn data_export_and_inspect_round_trip_with_a_config_file() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("train: 6 images / 30 captions"), "{text}");
 }
+
+#[test]
+fn run_does_every_stage_and_writes_rows_and_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = cli(&["run", "--profile", "smoke", "--out", out, "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("distilled.safetensors").exists());
+    assert!(dir.path().join("distill_checkpoint.safetensors").exists());
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let methods: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["distilled", "random", "full"]);
+    assert_eq!(rows[0]["pairs"], 20);
+    assert_eq!(rows[1]["pairs"], 20);
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report.contains("| distilled | 20 |") && report.contains("| full | all |"));
+
+    // the stages also run on their own, reusing what the folder holds
+    let o = cli(&[
+        "eval",
+        "--method",
+        "distilled",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli(&["distill", "--profile", "smoke", "--out", out, "--quiet"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // a distill without experts is a clear error
+    let empty = tempfile::tempdir().unwrap();
+    let o = cli(&[
+        "distill",
+        "--profile",
+        "smoke",
+        "--out",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no finished expert"));
+}

@@ -5,7 +5,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vl_distill::config::Config;
+use vl_distill::coreset;
 use vl_distill::data::karpathy;
+use vl_distill::distill::{DistilledSet, Distiller};
 use vl_distill::eval::{append_result, Recall, RecallStats, ResultRow};
 use vl_distill::evaluator::{evaluate_experts, Evaluator};
 use vl_distill::experiment::{load_dataset, Experiment};
@@ -34,18 +36,25 @@ enum Command {
     },
     /// Stage 1: train the experts and write their trajectories into --out.
     Experts(Common),
+    /// Stage 2: distil a synthetic set from the experts in --out
+    /// (checkpointed; resumes). Writes --out/distilled.safetensors.
+    Distill(Common),
     /// Train fresh models and report test retrieval (appends to --out/results.json).
     Eval {
         #[command(flatten)]
         common: Common,
-        /// What to train on: `full` = the whole train split (the upper bound).
+        /// What to train on: `full` = the whole train split (the upper bound),
+        /// `distilled` = --out/distilled.safetensors, `random` = a random
+        /// coreset of `distill.pairs` real pairs.
         #[arg(long, value_enum, default_value = "full")]
         method: EvalMethod,
         /// Train fresh full-data models even when --out holds finished experts.
         #[arg(long)]
         retrain: bool,
     },
-    /// The whole pipeline: experts, then the full-data evaluation.
+    /// The whole pipeline: experts, distillation, then the distilled set, a
+    /// random coreset of the same size and the full data evaluated; writes
+    /// results.json and report.md. Reuses what --out already holds.
     Run(Common),
 }
 
@@ -53,6 +62,10 @@ enum Command {
 enum EvalMethod {
     /// The full training split.
     Full,
+    /// The distilled set in --out.
+    Distilled,
+    /// A random coreset of `distill.pairs` real pairs.
+    Random,
 }
 
 #[derive(Subcommand)]
@@ -228,6 +241,144 @@ fn run_full_eval(exp: &Experiment, out: &Path, retrain: bool) -> Result<RecallSt
     Ok(stats)
 }
 
+/// Stage 2 from the experts in `out`; the set goes to `out/distilled.safetensors`.
+fn run_distill(exp: &Experiment, out: &Path, quiet: bool) -> Result<DistilledSet> {
+    let path = out.join("distilled.safetensors");
+    let d = &exp.config.distill;
+    let experts = trajectory::load_all(out, &exp.device)?;
+    eprintln!(
+        "stage 2: {} pairs, {} iterations × {} student steps, {} experts",
+        d.pairs,
+        d.iterations,
+        d.syn_steps,
+        experts.len()
+    );
+    let t = Instant::now();
+    let mut distiller = Distiller::new(exp, experts)?
+        .with_checkpoint(out.join("distill_checkpoint.safetensors"))?
+        .with_progress(!quiet);
+    if distiller.iteration > 0 {
+        eprintln!("resuming at iteration {}", distiller.iteration);
+    }
+    if quiet {
+        // no bar, but still a line every distill.log_every iterations
+        while !distiller.is_done() {
+            let r = distiller.step()?;
+            if (r.iteration + 1).is_multiple_of(d.log_every) {
+                eprintln!("{r}");
+            }
+        }
+    } else {
+        distiller.run()?;
+    }
+    let set = distiller.set.clone();
+    set.save(&path)?;
+    eprintln!(
+        "stage 2 done in {:.1} s: α image {:.4}, text {:.4} → {}",
+        t.elapsed().as_secs_f64(),
+        set.lr().image,
+        set.lr().text,
+        path.display()
+    );
+    Ok(set)
+}
+
+#[derive(Clone, Copy)]
+enum SmallSet {
+    Distilled,
+    Random,
+}
+
+/// Trains fresh models on the distilled set (with its learned α) or on a
+/// random coreset of the same size (with the experts' learning rates).
+fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<RecallStats> {
+    let c = &exp.config;
+    let (method, pairs, lr) = match which {
+        SmallSet::Distilled => {
+            let path = out.join("distilled.safetensors");
+            let set = DistilledSet::load(&path, &exp.device)
+                .with_context(|| "no distilled set: run `vl-distill distill` first".to_string())?;
+            let lr = set.lr();
+            ("distilled", set.as_pairs()?, lr)
+        }
+        SmallSet::Random => (
+            "random",
+            coreset::random(&exp.train, c.distill.pairs, c.seed)?,
+            TowerLr {
+                image: c.experts.lr_image,
+                text: c.experts.lr_text,
+            },
+        ),
+    };
+    eprintln!(
+        "eval {method}: {} pairs, {} seeds × {} epochs (α image {:.4}, text {:.4})",
+        pairs.num_pairs(),
+        c.eval.num_seeds,
+        c.eval.small_set_epochs,
+        lr.image,
+        lr.text
+    );
+    let n = pairs.num_pairs();
+    let mut ev = Evaluator::for_small_set(exp, pairs, lr);
+    while let Some(r) = ev.step()? {
+        eprintln!(
+            "  seed {}: test {} ({:.1} s)",
+            r.seed_index, r.recall, r.seconds
+        );
+    }
+    let stats = ev.stats()?;
+    append_result(
+        out,
+        &ResultRow::new(
+            method,
+            Some(n),
+            &stats,
+            &c.profile,
+            &exp.dataset.name,
+            &exp.image_encoder(),
+            &exp.text_encoder,
+        ),
+    )?;
+    println!("{method} ({n} pairs): {stats}");
+    Ok(stats)
+}
+
+/// The recall table of a run as Markdown.
+fn report_markdown(
+    exp: &Experiment,
+    rows: &[(&str, Option<usize>, RecallStats)],
+    times: &[(String, f64)],
+) -> String {
+    let mut s = format!(
+        "# vl-distill run: {} ({} profile)\n\n{}\n\nModel: {}; text encoder {}.\n\n",
+        exp.dataset.name,
+        exp.config.profile,
+        exp.dataset.summary(),
+        exp.model.describe(),
+        exp.text_encoder
+    );
+    s.push_str("| method | pairs | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (method, pairs, st) in rows {
+        let (m, d) = (st.mean.values(), st.std.values());
+        let cells: Vec<String> = (0..6)
+            .map(|i| format!("{:.1} ± {:.1}", m[i], d[i]))
+            .collect();
+        let pairs = pairs.map_or("all".to_string(), |p| p.to_string());
+        s.push_str(&format!("| {method} | {pairs} | {} |\n", cells.join(" | ")));
+    }
+    let chance = Recall::chance(exp.test.num_images(), exp.test.num_pairs());
+    s.push_str(&format!(
+        "\nChance: {chance}. Mean ± std over {} seeds.\n\n",
+        exp.config.eval.num_seeds
+    ));
+    s.push_str("| stage | seconds |\n|---|---|\n");
+    for (name, secs) in times {
+        s.push_str(&format!("| {name} | {secs:.1} |\n"));
+    }
+    s
+}
+
 fn matches_experiment(meta: &trajectory::TrajectoryMeta, exp: &Experiment) -> bool {
     meta.dataset_hash == exp.dataset.content_hash()
         && meta.model == exp.config.model
@@ -326,14 +477,56 @@ fn main() -> Result<()> {
                 EvalMethod::Full => {
                     run_full_eval(&exp, &out, retrain)?;
                 }
+                EvalMethod::Distilled => {
+                    run_small_eval(&exp, &out, SmallSet::Distilled)?;
+                }
+                EvalMethod::Random => {
+                    run_small_eval(&exp, &out, SmallSet::Random)?;
+                }
             }
+        }
+        Command::Distill(common) => {
+            let (exp, out) = common.experiment()?;
+            run_distill(&exp, &out, common.quiet)?;
         }
         Command::Run(common) => {
             let t = Instant::now();
             let (exp, out) = common.experiment()?;
+            let mut times = Vec::new();
+            let mut timed = |name: &str, t0: Instant| {
+                times.push((name.to_string(), t0.elapsed().as_secs_f64()))
+            };
+            let t0 = Instant::now();
             run_experts(&exp, &out, common.quiet)?;
-            run_full_eval(&exp, &out, false)?;
-            eprintln!("pipeline done in {:.1} s", t.elapsed().as_secs_f64());
+            timed("experts", t0);
+            let t0 = Instant::now();
+            run_distill(&exp, &out, common.quiet)?;
+            timed("distillation", t0);
+            let t0 = Instant::now();
+            let distilled = run_small_eval(&exp, &out, SmallSet::Distilled)?;
+            timed("evaluate distilled", t0);
+            let t0 = Instant::now();
+            let random = run_small_eval(&exp, &out, SmallSet::Random)?;
+            timed("evaluate random coreset", t0);
+            let t0 = Instant::now();
+            let full = run_full_eval(&exp, &out, false)?;
+            timed("evaluate full data", t0);
+            let report = report_markdown(
+                &exp,
+                &[
+                    ("distilled", Some(exp.config.distill.pairs), distilled),
+                    ("random", Some(exp.config.distill.pairs), random),
+                    ("full", None, full),
+                ],
+                &times,
+            );
+            std::fs::write(out.join("report.md"), report)
+                .with_context(|| format!("writing {}/report.md", out.display()))?;
+            eprintln!(
+                "pipeline done in {:.1} s; report in {}",
+                t.elapsed().as_secs_f64(),
+                out.join("report.md").display()
+            );
         }
     }
     Ok(())
