@@ -25,8 +25,10 @@
 //! Module map: [`data`] (datasets), [`text`] (frozen sentence encoders),
 //! [`model`] (functional towers, [`model::ParamSet`]), [`loss`] (InfoNCE),
 //! [`train`] (SGD), [`expert`] and [`trajectory`] (stage 1), [`unroll`] and
-//! [`second_order`] (the exact gradient through student steps), [`eval`] and
-//! [`evaluator`] (retrieval recall and the evaluation protocol).
+//! [`second_order`] (the exact gradient through student steps), [`distill`]
+//! (stage 2), [`coreset`] (real-pair baselines), [`eval`] and [`evaluator`]
+//! (retrieval recall and the evaluation protocol), [`progress`] and
+//! [`alloc`] (terminal output, allocator tuning).
 
 #![warn(missing_docs)]
 
@@ -59,6 +61,7 @@ pub mod prelude {
     pub use crate::config::Config;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
+    pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};
     pub use crate::eval::{evaluate, Recall, RecallStats, ResultRow};
     pub use crate::evaluator::Evaluator;
