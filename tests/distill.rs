@@ -18,6 +18,20 @@ fn setup(overrides: &[&str]) -> (Experiment, Vec<Trajectory>) {
     (exp, trajs)
 }
 
+/// The same experiment (same data) with some settings changed.
+fn variant(exp: &Experiment, overrides: &[&str]) -> Experiment {
+    let mut c = exp.config.clone();
+    c.apply_overrides(overrides).unwrap();
+    Experiment::with_dataset(
+        c,
+        Device::Cpu,
+        exp.dataset.clone(),
+        Default::default(),
+        None,
+    )
+    .unwrap()
+}
+
 #[test]
 fn matching_loss_falls_and_frozen_modalities_stay() {
     let (exp, trajs) = setup(&["distill.iterations=12"]);
@@ -41,17 +55,10 @@ fn matching_loss_falls_and_frozen_modalities_stay() {
     assert!(moved.to_scalar::<f32>().unwrap() > 0.0);
 
     // image-only: the texts stay exactly at their initialisation
-    let mut c = exp.config.clone();
-    c.apply_overrides(&["distill.distill_texts=false", "distill.iterations=2"])
-        .unwrap();
-    let exp2 = Experiment::with_dataset(
-        c,
-        Device::Cpu,
-        exp.dataset.clone(),
-        Default::default(),
-        None,
-    )
-    .unwrap();
+    let exp2 = variant(
+        &exp,
+        &["distill.distill_texts=false", "distill.iterations=2"],
+    );
     let mut d = Distiller::new(&exp2, trajs).unwrap();
     let texts0 = d.set.texts.clone();
     let images0 = d.set.images.clone();
@@ -103,20 +110,11 @@ fn initialisations_and_bad_settings() {
     assert!(c.apply_overrides(&["distill.syn_steps=0"]).is_err());
     let mut c2 = exp.config.clone();
     assert!(c2.apply_overrides(&["distill.lr_images=-1"]).is_err());
-    c.distill.syn_steps = 3;
     // experts from another architecture
-    let mut other = exp.config.clone();
-    other
-        .apply_overrides(&[r#"model.image={"kind":"conv_net","width":8,"depth":2}"#])
-        .unwrap();
-    let exp_other = Experiment::with_dataset(
-        other,
-        Device::Cpu,
-        exp.dataset.clone(),
-        Default::default(),
-        None,
-    )
-    .unwrap();
+    let exp_other = variant(
+        &exp,
+        &[r#"model.image={"kind":"conv_net","width":8,"depth":2}"#],
+    );
     let err = Distiller::new(&exp_other, trajs).err().unwrap().to_string();
     assert!(err.contains("does not fit"), "{err}");
 }
@@ -170,16 +168,7 @@ fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
     );
 
     // a checkpoint of another setup is refused
-    let mut other = exp.config.clone();
-    other.apply_overrides(&["distill.lr_texts=5"]).unwrap();
-    let exp2 = Experiment::with_dataset(
-        other,
-        Device::Cpu,
-        exp.dataset.clone(),
-        Default::default(),
-        None,
-    )
-    .unwrap();
+    let exp2 = variant(&exp, &["distill.lr_texts=5"]);
     let err = Distiller::new(&exp2, trajs.clone())
         .unwrap()
         .with_checkpoint(&ckpt)
@@ -192,16 +181,7 @@ fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
     );
 
     // NaN in the loss: a clear error naming the iteration; the last good checkpoint stays
-    let mut ck = exp.config.clone();
-    ck.apply_overrides(&["distill.checkpoint_every=1"]).unwrap();
-    let exp3 = Experiment::with_dataset(
-        ck,
-        Device::Cpu,
-        exp.dataset.clone(),
-        Default::default(),
-        None,
-    )
-    .unwrap();
+    let exp3 = variant(&exp, &["distill.checkpoint_every=1"]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt.safetensors");
     let mut d = Distiller::new(&exp3, trajs.clone())
@@ -233,17 +213,7 @@ fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
     assert!(norm.is_finite());
 
     // an update that overflows the set is refused before it is applied
-    let mut wild = exp.config.clone();
-    wild.apply_overrides(&["distill.lr_images=1e38", "distill.lr_texts=1e38"])
-        .unwrap();
-    let exp4 = Experiment::with_dataset(
-        wild,
-        Device::Cpu,
-        exp.dataset.clone(),
-        Default::default(),
-        None,
-    )
-    .unwrap();
+    let exp4 = variant(&exp, &["distill.lr_images=1e38", "distill.lr_texts=1e38"]);
     let mut d = Distiller::new(&exp4, trajs).unwrap();
     let before = d.set.images.clone();
     let err = d.step().map(|_| ()).unwrap_err().to_string();
