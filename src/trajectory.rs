@@ -54,6 +54,16 @@ pub struct TrajectoryMeta {
 }
 
 impl TrajectoryMeta {
+    /// True when this expert was trained on `exp`'s data, model, text encoder
+    /// and expert settings (its seed aside), so it can stand for `exp`'s
+    /// full-data model.
+    pub fn fits(&self, exp: &crate::experiment::Experiment) -> bool {
+        self.dataset_hash == exp.dataset.content_hash()
+            && self.model == exp.config.model
+            && self.text_encoder == exp.text_encoder
+            && self.training == exp.config.experts
+    }
+
     /// Errors unless `other` describes the same training setup (everything
     /// but progress): used before resuming into an existing output folder.
     pub fn check_same_setup(&self, other: &TrajectoryMeta, path: &Path) -> Result<()> {

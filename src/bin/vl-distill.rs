@@ -207,7 +207,7 @@ fn run_full_eval(exp: &Experiment, out: &Path, retrain: bool) -> Result<RecallSt
     } else {
         trajectory::load_all(out, &exp.device)
             .ok()
-            .filter(|ts| ts.iter().all(|t| matches_experiment(&t.meta, exp)))
+            .filter(|ts| ts.iter().all(|t| t.meta.fits(exp)))
     };
     let stats = match experts {
         Some(trajs) => {
@@ -377,13 +377,6 @@ fn report_markdown(
         s.push_str(&format!("| {name} | {secs:.1} |\n"));
     }
     s
-}
-
-fn matches_experiment(meta: &trajectory::TrajectoryMeta, exp: &Experiment) -> bool {
-    meta.dataset_hash == exp.dataset.content_hash()
-        && meta.model == exp.config.model
-        && meta.text_encoder == exp.text_encoder
-        && meta.training == exp.config.experts
 }
 
 /// Trains `eval.num_seeds` fresh models on the full train split and tests them.
