@@ -81,6 +81,10 @@ pub enum Error {
         what: String,
     },
 
+    /// A picture could not be encoded (e.g. as PNG).
+    #[error("cannot encode {0}")]
+    Encode(String),
+
     /// A saved file (trajectory, cache, checkpoint) does not match what it should hold.
     #[error("{path}: {message}")]
     BadFile {

@@ -27,8 +27,9 @@
 //! [`train`] (SGD), [`expert`] and [`trajectory`] (stage 1), [`unroll`] and
 //! [`second_order`] (the exact gradient through student steps), [`distill`]
 //! (stage 2), [`coreset`] (real-pair baselines), [`eval`] and [`evaluator`]
-//! (retrieval recall and the evaluation protocol), [`progress`] and
-//! [`alloc`] (terminal output, allocator tuning).
+//! (retrieval recall and the evaluation protocol), [`display`] (image grids
+//! shown inline in evcxr or saved as PNG), [`progress`] and [`alloc`] (terminal output,
+//! allocator tuning).
 
 #![warn(missing_docs)]
 
@@ -37,6 +38,7 @@ pub mod config;
 pub mod coreset;
 pub mod data;
 pub mod device;
+pub mod display;
 pub mod distill;
 pub mod error;
 pub mod eval;
@@ -61,6 +63,7 @@ pub mod prelude {
     pub use crate::config::Config;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
+    pub use crate::display::ImageGrid;
     pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};
     pub use crate::eval::{evaluate, Recall, RecallStats, ResultRow};
