@@ -28,7 +28,8 @@
 //! [`second_order`] (the exact gradient through student steps), [`distill`]
 //! (stage 2), [`coreset`] (real-pair baselines), [`eval`] and [`evaluator`]
 //! (retrieval recall and the evaluation protocol), [`display`] (image grids
-//! shown inline in evcxr or saved as PNG), [`progress`] and [`alloc`] (terminal output,
+//! shown inline in evcxr or saved as PNG, the export of a distilled set with
+//! the nearest real captions), [`progress`] and [`alloc`] (terminal output,
 //! allocator tuning).
 
 #![warn(missing_docs)]
@@ -63,7 +64,7 @@ pub mod prelude {
     pub use crate::config::Config;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
-    pub use crate::display::ImageGrid;
+    pub use crate::display::{distilled_grid, export_distilled, nearest_captions, ImageGrid};
     pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};
     pub use crate::eval::{evaluate, Recall, RecallStats, ResultRow};

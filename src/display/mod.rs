@@ -1,13 +1,21 @@
 //! Pictures of data and distilled sets, for people: [`ImageGrid`] (tiles
-//! with captions, shown inline in an evcxr notebook or saved as PNG).
+//! with captions, shown inline in an evcxr notebook or saved as PNG) and the
+//! export of a [`DistilledSet`](crate::distill::DistilledSet) as one PNG per
+//! pair with the nearest real captions of its text embedding
+//! ([`export_distilled`], [`nearest_captions`], [`distilled_grid`]).
 //!
 //! Our images are 24–32 px, so everything shown is upscaled by an integer
 //! factor with nearest neighbour: the pixels a model sees stay visible as
 //! pixels, not blurred.
 
+pub mod export;
 pub mod grid;
 pub mod text;
 
+pub use export::{
+    distilled_grid, export_distilled, nearest_captions, ExportIndex, ExportSummary, ExportedPair,
+    NearestCaption,
+};
 pub use grid::{GridLayout, ImageGrid, Tile};
 
 use crate::error::{Error, Result};
