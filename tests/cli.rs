@@ -1,5 +1,6 @@
 //! The command line at the smoke profile: `experts` then `eval --method full`
-//! leave trajectories and a `full` row in results.json; bad input fails clearly.
+//! leave trajectories and a `full` row in results.json; `run` does every stage
+//! and writes pictures of the distilled set (`export` again); bad input fails clearly.
 
 use std::process::Command;
 
@@ -151,6 +152,32 @@ fn run_does_every_stage_and_writes_rows_and_a_report() {
     assert_eq!(rows[1]["pairs"], 20);
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("| distilled | 20 |") && report.contains("| full | all |"));
+    // pictures of the set before and after, and the export folder
+    let before = image::open(dir.path().join("distilled_before.png")).unwrap();
+    let after = image::open(dir.path().join("distilled_after.png")).unwrap();
+    assert_eq!(
+        (before.width(), before.height()),
+        (after.width(), after.height())
+    );
+    let index = |d: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("distilled/index.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(index(dir.path())["items"].as_array().unwrap().len(), 20);
+    assert_eq!(index(dir.path())["nearest_k"], 3);
+    assert!(dir.path().join("distilled/pair_019.png").exists());
+    assert!(dir.path().join("distilled/index.md").exists());
+    // `export` writes them again from the saved set, with the folder's config
+    std::fs::remove_dir_all(dir.path().join("distilled")).unwrap();
+    std::fs::remove_file(dir.path().join("distilled_after.png")).unwrap();
+    let o = cli(&["export", "--out", out, "--nearest", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("distilled_after.png"));
+    assert!(dir.path().join("distilled_after.png").exists());
+    let again = index(dir.path());
+    assert_eq!(again["nearest_k"], 2);
+    assert_eq!(again["items"].as_array().unwrap().len(), 20);
+    assert_eq!(again["items"][0]["nearest"].as_array().unwrap().len(), 2);
 
     // the stages also run on their own, reusing what the folder holds
     let o = cli(&[

@@ -7,6 +7,8 @@ use std::time::Instant;
 use vl_distill::config::Config;
 use vl_distill::coreset;
 use vl_distill::data::karpathy;
+use vl_distill::display::export::DEFAULT_NEAREST;
+use vl_distill::display::{distilled_grid, export_distilled};
 use vl_distill::distill::{DistilledSet, Distiller};
 use vl_distill::eval::{append_result, Recall, RecallStats, ResultRow};
 use vl_distill::evaluator::{evaluate_experts, Evaluator};
@@ -56,6 +58,17 @@ enum Command {
     /// random coreset of the same size and the full data evaluated; writes
     /// results.json and report.md. Reuses what --out already holds.
     Run(Common),
+    /// (Re)write the pictures of --out/distilled.safetensors:
+    /// distilled_before.png, distilled_after.png and distilled/ (a PNG per
+    /// pair, index.json, index.md with the nearest real captions). Uses
+    /// --out/config.toml unless --config is given.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// How many nearest real train captions to list per pair.
+        #[arg(long, default_value_t = DEFAULT_NEAREST)]
+        nearest: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,8 +142,26 @@ impl Common {
             .unwrap_or_else(|| PathBuf::from("out").join(&cfg.profile))
     }
 
+    /// The configuration of an earlier run in --out (its config.toml, with
+    /// --set applied), unless --config is given or there is none.
+    fn saved_config(&self) -> Result<Config> {
+        if self.config.is_none() {
+            if let Some(file) = self.out.as_ref().map(|o| o.join("config.toml")) {
+                if file.exists() {
+                    let mut c = Config::from_toml_file(&file)?;
+                    c.apply_overrides(&self.overrides)?;
+                    return Ok(c);
+                }
+            }
+        }
+        self.config()
+    }
+
     fn experiment(&self) -> Result<(Experiment, PathBuf)> {
-        let cfg = self.config()?;
+        self.experiment_with(self.config()?)
+    }
+
+    fn experiment_with(&self, cfg: Config) -> Result<(Experiment, PathBuf)> {
         let out = self.out(&cfg);
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         std::fs::write(out.join("config.toml"), cfg.to_toml())
@@ -280,7 +311,57 @@ fn run_distill(exp: &Experiment, out: &Path, quiet: bool) -> Result<DistilledSet
         set.lr().text,
         path.display()
     );
+    let after = format!("after {} iterations", distiller.iteration);
+    write_pictures(exp, out, &set, &after, DEFAULT_NEAREST)?;
     Ok(set)
+}
+
+/// Pictures of the distilled set `set` in `out`: `distilled_before.png` (the
+/// initial set, made again from the seed), `distilled_after.png` (`set`) and
+/// the export folder `distilled/`. `after` says what `set` is.
+fn write_pictures(
+    exp: &Experiment,
+    out: &Path,
+    set: &DistilledSet,
+    after: &str,
+    nearest: usize,
+) -> Result<()> {
+    let d = &exp.config.distill;
+    let kind = |k: vl_distill::config::InitKind| format!("{k:?}").to_lowercase();
+    let initial = DistilledSet::init(
+        exp,
+        d.pairs,
+        d.init_images,
+        d.init_texts,
+        TowerLr {
+            image: exp.config.experts.lr_image,
+            text: exp.config.experts.lr_text,
+        },
+        exp.config.seed,
+    )?;
+    let before_png = out.join("distilled_before.png");
+    let title = format!(
+        "before distillation: {} pairs (images {}, texts {}); captions: nearest real",
+        initial.len(),
+        kind(d.init_images),
+        kind(d.init_texts)
+    );
+    distilled_grid(&initial, exp, &title)?.save_png(&before_png)?;
+    let after_png = out.join("distilled_after.png");
+    let title = format!(
+        "{after}: {} pairs, lr image {:.4} text {:.4}; captions: nearest real",
+        set.len(),
+        set.lr().image,
+        set.lr().text
+    );
+    distilled_grid(set, exp, &title)?.save_png(&after_png)?;
+    let summary = export_distilled(set, exp, &out.join("distilled"), nearest)?;
+    eprintln!(
+        "pictures: {} and {}; pairs with their {nearest} nearest real captions: {summary}",
+        before_png.display(),
+        after_png.display()
+    );
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -481,6 +562,13 @@ fn main() -> Result<()> {
         Command::Distill(common) => {
             let (exp, out) = common.experiment()?;
             run_distill(&exp, &out, common.quiet)?;
+        }
+        Command::Export { common, nearest } => {
+            let (exp, out) = common.experiment_with(common.saved_config()?)?;
+            let path = out.join("distilled.safetensors");
+            let set = DistilledSet::load(&path, &exp.device)
+                .with_context(|| "no distilled set: run `vl-distill distill` first".to_string())?;
+            write_pictures(&exp, &out, &set, "distilled set", nearest)?;
         }
         Command::Run(common) => {
             let t = Instant::now();

@@ -30,6 +30,9 @@ pub const DEFAULT_NEAREST: usize = 3;
 pub const GRID_MAX_PAIRS: usize = 100;
 /// Columns of [`distilled_grid`].
 pub const GRID_COLUMNS: usize = 10;
+/// [`distilled_grid`] upscales tiles to at least this many pixels, so a
+/// caption line holds 16 or more characters.
+pub const GRID_MIN_TILE: u32 = 128;
 /// Rows of distilled texts compared with all captions at once in
 /// [`nearest_captions`] (bounds memory for large caption sets).
 const ROWS_PER_CHUNK: usize = 16;
@@ -337,8 +340,10 @@ fn markdown(index: &ExportIndex) -> String {
 }
 
 /// The first [`GRID_MAX_PAIRS`] pairs of `set` in an [`ImageGrid`] of
-/// [`GRID_COLUMNS`] columns under `title`, each captioned with the real train
-/// caption nearest to the pair's text embedding.
+/// [`GRID_COLUMNS`] columns under `title`, tiles upscaled to at least
+/// [`GRID_MIN_TILE`] pixels, each captioned with the real train caption
+/// nearest to the pair's text embedding. The title is drawn in ASCII (other
+/// characters show as `?`).
 pub fn distilled_grid(set: &DistilledSet, exp: &Experiment, title: &str) -> Result<ImageGrid> {
     check_fits(set, exp)?;
     let n = set.len().min(GRID_MAX_PAIRS);
@@ -354,6 +359,7 @@ pub fn distilled_grid(set: &DistilledSet, exp: &Experiment, title: &str) -> Resu
     let images = set.images.narrow(0, 0, n)?;
     Ok(
         ImageGrid::from_tensor(&images, &exp.config.data.norm, &labels, GRID_COLUMNS)?
+            .with_min_tile(GRID_MIN_TILE)
             .with_title(title),
     )
 }
