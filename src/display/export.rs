@@ -6,7 +6,7 @@
 //!
 //! - `pair_000.png`, `pair_001.png`, …: each synthetic image, de-normalised
 //!   with the experiment's `data.norm` and upscaled (nearest neighbour, see
-//!   [`auto_scale`](super::auto_scale)) so it is viewable;
+//!   [`auto_scale`]) so it is viewable;
 //! - `index.json`: an [`ExportIndex`] (per pair: its file and its `k`
 //!   nearest real train captions with cosine and the file name of the
 //!   captioned image; the learned learning rates of the set);
