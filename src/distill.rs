@@ -26,7 +26,7 @@ use crate::progress::Progress;
 use crate::second_order::with_graph_gradients;
 use crate::train::{derive_seed, TowerLr};
 use crate::trajectory::Trajectory;
-use crate::unroll::{reverse_sweep, unroll_forward, StepBatch};
+use crate::unroll::{reverse_sweep, unroll_forward, StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -203,6 +203,51 @@ pub fn matching_loss(
     Ok((term(Modality::Image)?, term(Modality::Text)?))
 }
 
+/// The matching loss of one unroll and its exact gradient.
+#[derive(Debug, Clone)]
+pub struct MatchGradient {
+    /// Image-tower term of the matching loss.
+    pub loss_image: f64,
+    /// Text-tower term of the matching loss.
+    pub loss_text: f64,
+    /// Mean contrastive loss of the student steps.
+    pub student_loss: f64,
+    /// ∂ℓ/∂(images, texts, log α) through all the student steps.
+    pub grads: UnrollGrads,
+}
+
+/// The bi-trajectory matching loss ℓ of a student that starts at `theta0`
+/// (an expert's epoch s) and takes one SGD step per batch of `batches` on the
+/// synthetic `images`/`texts` with learning rates `lr`, against `target`
+/// (epoch s + R), and its exact gradient by the reverse sweep. This is the
+/// whole math of one [`Distiller::step`]; it must run inside
+/// [`with_graph_gradients`].
+pub fn matching_gradient(
+    model: &TwoTower,
+    theta0: &TowerParams,
+    target: &TowerParams,
+    images: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+) -> Result<MatchGradient> {
+    let (snaps, losses) = unroll_forward(model, theta0, images, texts, batches, lr)?;
+    let last = snaps.last().expect("N+1 snapshots");
+    let (loss_image, loss_text) = matching_loss(last, theta0, target)?;
+    // λ_N = ∂ℓ/∂θ̂_N = 2 (θ̂_N − θ*_target) / ‖θ*_start − θ*_target‖², per tower
+    let lambda = last.map(|m, p| {
+        let denom = theta0.get(m).sq_dist(target.get(m))?;
+        p.sub(target.get(m))?.scale(2.0 / denom)
+    })?;
+    let grads = reverse_sweep(model, &snaps, images, texts, batches, lr, &lambda)?;
+    Ok(MatchGradient {
+        loss_image,
+        loss_text,
+        student_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+        grads,
+    })
+}
+
 /// What one outer iteration did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistillReport {
@@ -342,8 +387,15 @@ impl Distiller {
             lr,
             exp.config.seed,
         )?;
+        // How long to run and how often to save or log do not change what an
+        // iteration computes: a checkpoint resumes under other values of these
+        // (so a finished run can be extended with more iterations).
+        let mut what = cfg.clone();
+        what.iterations = 0;
+        what.checkpoint_every = 1;
+        what.log_every = 1;
         let fingerprint = serde_json::json!({
-            "distill": cfg,
+            "distill": what,
             "seed": exp.config.seed,
             "dataset": exp.dataset.content_hash(),
             "model": exp.config.model,
@@ -368,7 +420,8 @@ impl Distiller {
     /// Keeps a checkpoint at `path` (every `distill.checkpoint_every`
     /// iterations and at the end, written atomically) and, when one is
     /// already there, resumes from it. A checkpoint of another configuration,
-    /// dataset or set of experts is refused.
+    /// dataset or set of experts is refused; `iterations`, `checkpoint_every`
+    /// and `log_every` may differ (raise `iterations` to continue a finished run).
     pub fn with_checkpoint(mut self, path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         if path.exists() {
@@ -464,17 +517,13 @@ impl Distiller {
         let lr = self.set.lr();
         let model = self.model.clone();
         let (images, texts) = (self.set.images.clone(), self.set.texts.clone());
-        let (loss_image, loss_text, student_loss, grads) = with_graph_gradients(|| {
-            let (snaps, losses) = unroll_forward(&model, &theta0, &images, &texts, &batches, lr)?;
-            let last = snaps.last().expect("N+1 snapshots");
-            let (li, lt) = matching_loss(last, &theta0, &target)?;
-            let lambda = last.map(|m, p| {
-                let denom = theta0.get(m).sq_dist(target.get(m))?;
-                p.sub(target.get(m))?.scale(2.0 / denom)
-            })?;
-            let g = reverse_sweep(&model, &snaps, &images, &texts, &batches, lr, &lambda)?;
-            let mean = losses.iter().sum::<f64>() / losses.len() as f64;
-            Ok((li, lt, mean, g))
+        let MatchGradient {
+            loss_image,
+            loss_text,
+            student_loss,
+            grads,
+        } = with_graph_gradients(|| {
+            matching_gradient(&model, &theta0, &target, &images, &texts, &batches, lr)
         })?;
         let loss = loss_image + loss_text;
         let finite = [loss, grads.log_lr_image, grads.log_lr_text]
@@ -531,7 +580,7 @@ impl Distiller {
 
     /// The set and momenta after one SGD-with-momentum update by `grads`
     /// (PyTorch's convention: `v = μv + g`, `x -= lr·v`), frozen modalities unchanged.
-    fn updated(&self, grads: &crate::unroll::UnrollGrads) -> Result<(DistilledSet, OuterMomentum)> {
+    fn updated(&self, grads: &UnrollGrads) -> Result<(DistilledSet, OuterMomentum)> {
         let mu = self.cfg.momentum;
         let mut set = self.set.clone();
         let mut mom = self.momentum.clone();

@@ -115,8 +115,18 @@ fn initialisations_and_bad_settings() {
         &exp,
         &[r#"model.image={"kind":"conv_net","width":8,"depth":2}"#],
     );
-    let err = Distiller::new(&exp_other, trajs).err().unwrap().to_string();
+    let err = Distiller::new(&exp_other, trajs.clone())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("does not fit"), "{err}");
+    // experts trained on another dataset
+    let mut c = exp.config.clone();
+    c.apply_overrides(&[r#"data.source={"kind":"scenes","train":250,"val":60,"test":100}"#])
+        .unwrap();
+    let exp_data = Experiment::new(c, Device::Cpu, None).unwrap();
+    let err = Distiller::new(&exp_data, trajs).err().unwrap().to_string();
+    assert!(err.contains("another dataset"), "{err}");
 }
 
 #[test]
@@ -166,6 +176,17 @@ fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
             })
             .collect::<Vec<_>>()
     );
+
+    // a finished run continues with more iterations from its checkpoint
+    let more = variant(&exp, &["distill.iterations=6"]);
+    let mut e = Distiller::new(&more, trajs.clone())
+        .unwrap()
+        .with_checkpoint(whole.path().join("ckpt.safetensors"))
+        .unwrap();
+    assert_eq!(e.iteration, 5);
+    assert_eq!(e.history.len(), 5);
+    e.run().unwrap();
+    assert_eq!((e.iteration, e.history.len()), (6, 6));
 
     // a checkpoint of another setup is refused
     let exp2 = variant(&exp, &["distill.lr_texts=5"]);

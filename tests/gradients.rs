@@ -1,14 +1,16 @@
 //! Gradients against central finite differences in f64: InfoNCE, the ConvNet
-//! tower, and the second-order gradient through unrolled SGD (the
-//! foundation of stage 2).
+//! tower, and stage 2's gradient of the bi-trajectory matching loss through
+//! unrolled SGD steps (`distill::matching_gradient`, the reverse sweep) with
+//! respect to the synthetic images, text embeddings and log learning rates.
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
-use vl_distill::model::{ParamSet, TowerParams, TwoTower};
+use vl_distill::distill::{matching_gradient, matching_loss};
+use vl_distill::model::{ParamSet, TwoTower};
 use vl_distill::second_order::with_graph_gradients;
-use vl_distill::unroll::{reverse_sweep, unroll_forward, StepBatch, TowerLr};
+use vl_distill::unroll::{unroll_forward, StepBatch, TowerLr};
 
 const DEV: Device = Device::Cpu;
 
@@ -198,29 +200,28 @@ fn check_second_order(m: &TwoTower, text_dim: usize) {
         },
     ];
     let log_lr = [(0.3f64).ln(), (0.2f64).ln()];
+    // ℓ = the bi-trajectory matching loss of the student after the steps,
+    // each tower normalised by its own start–target distance
     let ell = |images: &Tensor, texts: &Tensor, log_lr: [f64; 2]| -> f64 {
         let lr = TowerLr {
             image: log_lr[0].exp(),
             text: log_lr[1].exp(),
         };
         let (snaps, _) = unroll_forward(m, &theta0, images, texts, &batches, lr).unwrap();
-        let last = snaps.last().unwrap();
-        last.image.sq_dist(&target.image).unwrap() + last.text.sq_dist(&target.text).unwrap()
+        let (li, lt) = matching_loss(snaps.last().unwrap(), &theta0, &target).unwrap();
+        li + lt
     };
     let lr = TowerLr {
         image: log_lr[0].exp(),
         text: log_lr[1].exp(),
     };
-    let grads = with_graph_gradients(|| {
-        let (snaps, _) = unroll_forward(m, &theta0, &images, &texts, &batches, lr)?;
-        let last = snaps.last().unwrap();
-        let lambda = TowerParams {
-            image: last.image.sub(&target.image)?.scale(2.0)?,
-            text: last.text.sub(&target.text)?.scale(2.0)?,
-        };
-        reverse_sweep(m, &snaps, &images, &texts, &batches, lr, &lambda)
+    // exactly what Distiller::step computes
+    let mg = with_graph_gradients(|| {
+        matching_gradient(m, &theta0, &target, &images, &texts, &batches, lr)
     })
     .unwrap();
+    assert!((mg.loss_image + mg.loss_text - ell(&images, &texts, log_lr)).abs() < 1e-12);
+    let grads = mg.grads;
 
     let h = 1e-5;
     // images: a few coordinates and one random direction
