@@ -1,0 +1,48 @@
+//! Criterion benchmark of one outer distillation step at the default
+//! profile: `syn_steps` student SGD steps on the 100 synthetic pairs, the
+//! bi-trajectory matching loss, and its exact gradient by the reverse sweep
+//! (everything [`Distiller::step`](vl_distill::distill::Distiller::step)
+//! does but the cheap update of the set).
+//!
+//! `cargo bench --bench distill_step`. Peak memory is measured by
+//! `cargo bench --bench distill_memory` (one process per size).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::time::Duration;
+use vl_distill::config::Config;
+use vl_distill::distill::matching_gradient;
+use vl_distill::second_order::with_graph_gradients;
+
+mod common;
+
+fn outer_step(c: &mut Criterion) {
+    vl_distill::alloc::tune();
+    let cfg = Config::default_profile();
+    let n = cfg.distill.syn_steps;
+    let s = common::step_inputs(&cfg, n).expect("inputs");
+    let mut group = c.benchmark_group("distill");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(60))
+        .warm_up_time(Duration::from_secs(1));
+    group.bench_function(
+        format!(
+            "outer step, default profile ({} pairs, {n} steps)",
+            cfg.distill.pairs
+        ),
+        |b| {
+            b.iter(|| {
+                with_graph_gradients(|| {
+                    matching_gradient(
+                        &s.model, &s.theta0, &s.target, &s.images, &s.texts, &s.batches, s.lr,
+                    )
+                })
+                .expect("step")
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, outer_step);
+criterion_main!(benches);
