@@ -33,7 +33,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static TUNE: Once = Once::new();
 
 /// `mi_option_purge_delay` in the pinned mimalloc's `mi_option_t` enum
-/// (libmimalloc-sys 0.1.49 does not name it); its default value is 10 ms.
+/// (libmimalloc-sys 0.1.49 does not name it). The crate builds mimalloc v3
+/// unless its `v2` feature is on; the index is 15 in both, the default value
+/// is 1000 ms in v3 and 10 ms in v2.
 #[cfg(feature = "mimalloc")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
@@ -42,9 +44,12 @@ pub fn tune() {
     TUNE.call_once(|| {
         #[cfg(feature = "mimalloc")]
         // SAFETY: reading and setting an option of the linked mimalloc; the
-        // option is checked to be the purge delay (default 10) first.
+        // option is checked to hold one of the purge delay's defaults first
+        // (an environment variable MIMALLOC_PURGE_DELAY overrides both and
+        // is left alone).
         unsafe {
-            if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 10 {
+            let delay = libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY);
+            if delay == 1000 || delay == 10 {
                 // -1: never purge, keep freed pages for reuse
                 libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
             }
