@@ -17,19 +17,11 @@ mod common;
 const CHILD: &str = "VL_DISTILL_MEMORY_CHILD";
 const SIZES: [usize; 3] = [10, 40, 80];
 
-/// Peak resident set size of this process in MiB.
-fn peak_rss_mib() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    u.ru_maxrss as f64 / 1024.0 // kilobytes on Linux
-}
-
 fn child(profile: &str, steps: usize) -> vl_distill::Result<()> {
     vl_distill::alloc::tune();
     let cfg = Config::profile(profile)?;
     let s = common::step_inputs(&cfg, steps)?;
-    let before = peak_rss_mib();
+    let before = common::peak_rss_mib();
     let t = std::time::Instant::now();
     with_graph_gradients(|| {
         matching_gradient(
@@ -38,7 +30,7 @@ fn child(profile: &str, steps: usize) -> vl_distill::Result<()> {
     })?;
     println!(
         "{steps} {:.1} {before:.1} {:.2}",
-        peak_rss_mib(),
+        common::peak_rss_mib(),
         t.elapsed().as_secs_f64()
     );
     Ok(())

@@ -59,3 +59,19 @@ pub fn step_inputs(cfg: &Config, syn_steps: usize) -> vl_distill::Result<StepInp
         lr,
     })
 }
+
+/// Peak resident memory of this process in MiB: `VmHWM` of
+/// `/proc/self/status`. Unlike `getrusage`'s `ru_maxrss`, which a child
+/// inherits from its parent across fork and exec, the high-water mark
+/// belongs to the address space and starts afresh at exec.
+#[allow(dead_code)] // not every bench uses it
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
