@@ -10,6 +10,7 @@ use vl_distill::model::{TowerParams, TwoTower};
 use vl_distill::unroll::{StepBatch, TowerLr};
 
 /// Everything [`vl_distill::distill::matching_gradient`] takes.
+#[allow(dead_code)] // not every bench reads every field
 pub struct StepInputs {
     pub model: TwoTower,
     pub theta0: TowerParams,
