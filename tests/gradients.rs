@@ -153,9 +153,11 @@ fn convnet_tower_gradient_matches_finite_differences() {
         };
         let fd = (val(&with(h), &x) - val(&with(-h), &x)) / (2.0 * h);
         let ad_dir: f64 = ad.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
-        // A conv bias right before instance norm has zero gradient: compare absolutely there.
-        if fd.abs() < 1e-9 {
-            assert!(ad_dir.abs() < 1e-9, "{name}: {ad_dir} vs {fd}");
+        // A conv bias right before instance norm has zero gradient: compare
+        // absolutely there, above the finite differences' rounding noise
+        // (≈ ε·|value|/h ≈ 1e-9; the other gradients here are of order 1).
+        if fd.abs() < 1e-7 {
+            assert!(ad_dir.abs() < 1e-7, "{name}: {ad_dir} vs {fd}");
             continue;
         }
         let e = rel_err(&[ad_dir], &[fd]);

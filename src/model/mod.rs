@@ -9,6 +9,7 @@ pub mod convnet;
 pub mod ops;
 pub mod params;
 pub mod text_tower;
+mod unfold;
 
 pub use convnet::ConvNet;
 pub use params::ParamSet;

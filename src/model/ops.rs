@@ -22,7 +22,11 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// per-channel bias. candle's `conv2d` has a backward made of convolutions,
 /// so it can be differentiated twice.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
-    let y = x.conv2d(w, padding, 1, 1, 1)?;
+    let y = if x.device().is_cpu() {
+        super::unfold::conv2d_unfold(x, w, padding)?
+    } else {
+        x.conv2d(w, padding, 1, 1, 1)?
+    };
     Ok(match b {
         Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
         None => y,
