@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{Mode, ParamSet, TowerParams, TwoTower};
-use crate::second_order::{ensure_graph_gradients, scalar};
+use crate::second_order::{detached_backward, ensure_graph_gradients, scalar};
 pub use crate::train::TowerLr;
 use candle_core::{Tensor, Var};
 
@@ -156,7 +156,8 @@ pub fn reverse_sweep(
         d_log_img -= lr.image * scalar(&dot_img)?;
         d_log_txt -= lr.text * scalar(&dot_txt)?;
         let s = ((dot_img * lr.image)? + (dot_txt * lr.text)?)?;
-        let hv = s.backward()?;
+        // values only: no graph for this pass (see `detached_backward`)
+        let hv = detached_backward(&s)?;
         if let Some(g) = hv.get(xv.as_tensor()) {
             d_images = (d_images - g.detach())?;
         }
