@@ -213,6 +213,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// One outer step on the inputs of `map`, ready to run (and time).
+fn outer_step<'a>(
+    model: &'a TwoTower,
+    map: &'a HashMap<String, Tensor>,
+    theta0: &'a TowerParams,
+    lr: TowerLr,
+) -> BoxResult<impl Fn() -> vl_distill::Result<vl_distill::distill::MatchGradient> + 'a> {
+    let target = params_from(model, map, "target")?;
+    let batches = batches_from(map)?;
+    Ok(move || {
+        with_graph_gradients(|| {
+            matching_gradient(
+                model,
+                theta0,
+                &target,
+                &map["images"],
+                &map["texts"],
+                &batches,
+                lr,
+            )
+        })
+    })
+}
+
 /// Our side of a job, in this (child) process.
 fn run_child(job: &Job) -> BoxResult<()> {
     vl_distill::alloc::tune();
@@ -229,21 +253,10 @@ fn run_child(job: &Job) -> BoxResult<()> {
     let mut times = Vec::new();
     match job.kind.as_str() {
         "outer" => {
-            let target = params_from(&model, &map, "target")?;
-            let batches = batches_from(&map)?;
+            let step = outer_step(&model, &map, &theta0, lr)?;
             for _ in 0..job.reps {
                 let t = Instant::now();
-                with_graph_gradients(|| {
-                    matching_gradient(
-                        &model,
-                        &theta0,
-                        &target,
-                        &map["images"],
-                        &map["texts"],
-                        &batches,
-                        lr,
-                    )
-                })?;
+                step()?;
                 times.push(t.elapsed().as_secs_f64());
             }
         }
@@ -277,18 +290,7 @@ fn run_child(job: &Job) -> BoxResult<()> {
             }
         }
         "check" => {
-            let target = params_from(&model, &map, "target")?;
-            let m = with_graph_gradients(|| {
-                matching_gradient(
-                    &model,
-                    &theta0,
-                    &target,
-                    &map["images"],
-                    &map["texts"],
-                    &batches_from(&map)?,
-                    lr,
-                )
-            })?;
+            let m = outer_step(&model, &map, &theta0, lr)?()?;
             let dev = Device::Cpu;
             let out: HashMap<String, Tensor> = [
                 (
@@ -412,14 +414,7 @@ impl Peer {
 }
 
 fn total_memory_gib() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(16.0, |kb| kb / (1024.0 * 1024.0))
+    common::proc_kib("/proc/meminfo", "MemTotal:").map_or(16.0, |kb| kb / (1024.0 * 1024.0))
 }
 
 /// ‖a − b‖ / ‖b‖ over all elements.

@@ -67,12 +67,18 @@ pub fn step_inputs(cfg: &Config, syn_steps: usize) -> vl_distill::Result<StepInp
 /// belongs to the address space and starts afresh at exec.
 #[allow(dead_code)] // not every bench uses it
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_kib("/proc/self/status", "VmHWM:").map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The kB value of the line starting with `key` in a `/proc` file.
+#[allow(dead_code)] // not every bench uses it
+pub fn proc_kib(file: &str, key: &str) -> Option<f64> {
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

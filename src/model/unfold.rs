@@ -74,6 +74,62 @@ fn contiguous_f<'a, T>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
     }
 }
 
+/// Which way [`transfer`] moves values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// image → columns (copy)
+    Unfold,
+    /// columns → image (sum)
+    Fold,
+}
+
+fn transfer_typed<T: Copy + Default + Send + Sync + std::ops::AddAssign>(
+    src: &[T],
+    g: Geometry,
+    batch: usize,
+    direction: Direction,
+) -> Vec<T> {
+    let img_len = g.channels * g.height * g.width;
+    let col_len = g.channels * g.kernel * g.kernel * g.out_h() * g.out_w();
+    let (src_len, dst_len) = match direction {
+        Direction::Unfold => (img_len, col_len),
+        Direction::Fold => (col_len, img_len),
+    };
+    let mut dst = vec![T::default(); batch * dst_len];
+    src.par_chunks(src_len)
+        .zip(dst.par_chunks_mut(dst_len))
+        .for_each(|(s, d)| match direction {
+            Direction::Unfold => g.for_each_tap(|i, o| d[o] = s[i]),
+            Direction::Fold => g.for_each_tap(|i, o| d[i] += s[o]),
+        });
+    dst
+}
+
+/// Unfold or fold a contiguous f32 / f64 storage of `batch` samples.
+fn transfer(
+    storage: &CpuStorage,
+    layout: &Layout,
+    g: Geometry,
+    batch: usize,
+    direction: Direction,
+) -> candle_core::Result<CpuStorage> {
+    Ok(match storage {
+        CpuStorage::F32(s) => CpuStorage::F32(transfer_typed(
+            contiguous_f(s, layout)?,
+            g,
+            batch,
+            direction,
+        )),
+        CpuStorage::F64(s) => CpuStorage::F64(transfer_typed(
+            contiguous_f(s, layout)?,
+            g,
+            batch,
+            direction,
+        )),
+        _ => candle_core::bail!("unfold/fold: only f32 and f64 are supported"),
+    })
+}
+
 /// `[B, C, H, W]` → `[B, C·k·k, H'·W']`: the k×k patches (zero padding
 /// `padding`, stride 1) as columns.
 #[derive(Debug, Clone, Copy)]
@@ -96,32 +152,12 @@ impl CustomOp1 for Unfold {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
         let (b, c, h, w) = layout.shape().dims4()?;
-        debug_assert_eq!((c, h, w), (g.channels, g.height, g.width));
+        if (c, h, w) != (g.channels, g.height, g.width) {
+            candle_core::bail!("unfold: input {:?} does not fit {g:?}", layout.dims());
+        }
         let rows = c * g.kernel * g.kernel;
         let cols = g.out_h() * g.out_w();
-        let (img_len, col_len) = (c * h * w, rows * cols);
-        fn run<T: Copy + Default + Send + Sync>(
-            src: &[T],
-            g: Geometry,
-            b: usize,
-            img_len: usize,
-            col_len: usize,
-        ) -> Vec<T> {
-            let mut dst = vec![T::default(); b * col_len];
-            src.par_chunks(img_len)
-                .zip(dst.par_chunks_mut(col_len))
-                .for_each(|(s, d)| g.for_each_tap(|i, o| d[o] = s[i]));
-            dst
-        }
-        let out = match storage {
-            CpuStorage::F32(s) => {
-                CpuStorage::F32(run(contiguous_f(s, layout)?, g, b, img_len, col_len))
-            }
-            CpuStorage::F64(s) => {
-                CpuStorage::F64(run(contiguous_f(s, layout)?, g, b, img_len, col_len))
-            }
-            _ => candle_core::bail!("unfold: only f32 and f64 are supported"),
-        };
+        let out = transfer(storage, layout, g, b, Direction::Unfold)?;
         Ok((out, Shape::from((b, rows, cols))))
     }
 
@@ -147,31 +183,10 @@ impl CustomOp1 for Fold {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
         let (b, rows, cols) = layout.shape().dims3()?;
-        debug_assert_eq!(rows, g.channels * g.kernel * g.kernel);
-        debug_assert_eq!(cols, g.out_h() * g.out_w());
-        let (img_len, col_len) = (g.channels * g.height * g.width, rows * cols);
-        fn run<T: Copy + Default + Send + Sync + std::ops::AddAssign>(
-            src: &[T],
-            g: Geometry,
-            b: usize,
-            img_len: usize,
-            col_len: usize,
-        ) -> Vec<T> {
-            let mut dst = vec![T::default(); b * img_len];
-            src.par_chunks(col_len)
-                .zip(dst.par_chunks_mut(img_len))
-                .for_each(|(s, d)| g.for_each_tap(|i, o| d[i] += s[o]));
-            dst
+        if (rows, cols) != (g.channels * g.kernel * g.kernel, g.out_h() * g.out_w()) {
+            candle_core::bail!("fold: input {:?} does not fit {g:?}", layout.dims());
         }
-        let out = match storage {
-            CpuStorage::F32(s) => {
-                CpuStorage::F32(run(contiguous_f(s, layout)?, g, b, img_len, col_len))
-            }
-            CpuStorage::F64(s) => {
-                CpuStorage::F64(run(contiguous_f(s, layout)?, g, b, img_len, col_len))
-            }
-            _ => candle_core::bail!("fold: only f32 and f64 are supported"),
-        };
+        let out = transfer(storage, layout, g, b, Direction::Fold)?;
         Ok((out, Shape::from((b, g.channels, g.height, g.width))))
     }
 
