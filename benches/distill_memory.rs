@@ -9,8 +9,6 @@
 
 use std::process::Command;
 use vl_distill::config::Config;
-use vl_distill::distill::matching_gradient;
-use vl_distill::second_order::with_graph_gradients;
 
 mod common;
 
@@ -23,11 +21,7 @@ fn child(profile: &str, steps: usize) -> vl_distill::Result<()> {
     let s = common::step_inputs(&cfg, steps)?;
     let before = common::peak_rss_mib();
     let t = std::time::Instant::now();
-    with_graph_gradients(|| {
-        matching_gradient(
-            &s.model, &s.theta0, &s.target, &s.images, &s.texts, &s.batches, s.lr,
-        )
-    })?;
+    s.gradient()?;
     println!(
         "{steps} {:.1} {before:.1} {:.2}",
         common::peak_rss_mib(),

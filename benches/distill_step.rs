@@ -10,8 +10,6 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 use vl_distill::config::Config;
-use vl_distill::distill::matching_gradient;
-use vl_distill::second_order::with_graph_gradients;
 
 mod common;
 
@@ -30,16 +28,7 @@ fn outer_step(c: &mut Criterion) {
             "outer step, default profile ({} pairs, {n} steps)",
             cfg.distill.pairs
         ),
-        |b| {
-            b.iter(|| {
-                with_graph_gradients(|| {
-                    matching_gradient(
-                        &s.model, &s.theta0, &s.target, &s.images, &s.texts, &s.batches, s.lr,
-                    )
-                })
-                .expect("step")
-            })
-        },
+        |b| b.iter(|| s.gradient().expect("step")),
     );
     group.finish();
 }

@@ -31,10 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use vl_distill::config::{Config, ImageEncoderConfig};
-use vl_distill::distill::matching_gradient;
 use vl_distill::model::{ParamSet, TowerParams, TwoTower};
 use vl_distill::pairs::CaptionedImages;
-use vl_distill::second_order::with_graph_gradients;
 use vl_distill::train::{train_epoch, SgdConfig, SgdState};
 use vl_distill::unroll::{StepBatch, TowerLr};
 
@@ -105,13 +103,9 @@ fn params_from(
     })
 }
 
-/// Writes the inputs of one outer step (in `dtype`) and returns them.
-fn write_outer_input(
-    cfg: &Config,
-    syn_steps: usize,
-    dtype: DType,
-    path: &Path,
-) -> BoxResult<common::StepInputs> {
+/// Writes the inputs of one outer step (in `dtype`); [`read_outer_input`]
+/// is its inverse and the peer reads the same file.
+fn write_outer_input(cfg: &Config, syn_steps: usize, dtype: DType, path: &Path) -> BoxResult<()> {
     let s = common::step_inputs(cfg, syn_steps)?;
     let s = common::StepInputs {
         theta0: s.theta0.map(|_, p| p.to_dtype(dtype))?,
@@ -144,7 +138,25 @@ fn write_outer_input(
         Tensor::new(&[cfg.model.temperature], &Device::Cpu)?,
     );
     candle_core::safetensors::save(&map, path)?;
-    Ok(s)
+    Ok(())
+}
+
+/// The outer step's inputs written by [`write_outer_input`].
+fn read_outer_input(
+    cfg: &Config,
+    map: &HashMap<String, Tensor>,
+    lr: TowerLr,
+) -> BoxResult<common::StepInputs> {
+    let model = model_of(cfg)?;
+    Ok(common::StepInputs {
+        theta0: params_from(&model, map, "theta0")?,
+        target: params_from(&model, map, "target")?,
+        images: map["images"].clone(),
+        texts: map["texts"].clone(),
+        batches: batches_from(map)?,
+        lr,
+        model,
+    })
 }
 
 /// Writes the inputs of one expert epoch over random data of the default
@@ -213,37 +225,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// One outer step on the inputs of `map`, ready to run (and time).
-fn outer_step<'a>(
-    model: &'a TwoTower,
-    map: &'a HashMap<String, Tensor>,
-    theta0: &'a TowerParams,
-    lr: TowerLr,
-) -> BoxResult<impl Fn() -> vl_distill::Result<vl_distill::distill::MatchGradient> + 'a> {
-    let target = params_from(model, map, "target")?;
-    let batches = batches_from(map)?;
-    Ok(move || {
-        with_graph_gradients(|| {
-            matching_gradient(
-                model,
-                theta0,
-                &target,
-                &map["images"],
-                &map["texts"],
-                &batches,
-                lr,
-            )
-        })
-    })
-}
-
 /// Our side of a job, in this (child) process.
 fn run_child(job: &Job) -> BoxResult<()> {
     vl_distill::alloc::tune();
     let cfg = config(job.width, job.depth)?;
-    let model = model_of(&cfg)?;
     let map = candle_core::safetensors::load(&job.input, &Device::Cpu)?;
-    let theta0 = params_from(&model, &map, "theta0")?;
     let lr_v = map["lr"].to_vec1::<f64>()?;
     let lr = TowerLr {
         image: lr_v[0],
@@ -253,14 +239,16 @@ fn run_child(job: &Job) -> BoxResult<()> {
     let mut times = Vec::new();
     match job.kind.as_str() {
         "outer" => {
-            let step = outer_step(&model, &map, &theta0, lr)?;
+            let inputs = read_outer_input(&cfg, &map, lr)?;
             for _ in 0..job.reps {
                 let t = Instant::now();
-                step()?;
+                inputs.gradient()?;
                 times.push(t.elapsed().as_secs_f64());
             }
         }
         "epoch" => {
+            let model = model_of(&cfg)?;
+            let theta0 = params_from(&model, &map, "theta0")?;
             let owner: Vec<u32> = map["owner"]
                 .to_vec1::<i64>()?
                 .into_iter()
@@ -290,7 +278,7 @@ fn run_child(job: &Job) -> BoxResult<()> {
             }
         }
         "check" => {
-            let m = outer_step(&model, &map, &theta0, lr)?()?;
+            let m = read_outer_input(&cfg, &map, lr)?.gradient()?;
             let dev = Device::Cpu;
             let out: HashMap<String, Tensor> = [
                 (

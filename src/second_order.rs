@@ -44,7 +44,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A long-lived thread started *before* the variable is set, so candle
 /// detaches the gradients it computes there; `None` when it could not be
 /// made so (the variable was set by someone else first).
-static DETACHING_WORKER: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+static DETACHING_WORKER: OnceLock<Option<Sender<Job>>> = OnceLock::new();
 
 /// Whether candle detaches gradients on this thread: d²((x²)²)/dx² at x = 2
 /// is 48 with graphs kept and 16 when the chain is cut at x².
@@ -62,7 +62,7 @@ fn second_derivative_probe() -> Result<f64> {
     })
 }
 
-fn start_detaching_worker() -> Option<Mutex<Sender<Job>>> {
+fn start_detaching_worker() -> Option<Sender<Job>> {
     let (jobs, inbox) = channel::<Job>();
     let (ready, is_ready) = channel::<bool>();
     std::thread::Builder::new()
@@ -78,7 +78,7 @@ fn start_detaching_worker() -> Option<Mutex<Sender<Job>>> {
         })
         .ok()?;
     match is_ready.recv() {
-        Ok(true) => Some(Mutex::new(jobs)),
+        Ok(true) => Some(jobs),
         _ => None,
     }
 }
@@ -94,11 +94,7 @@ fn start_detaching_worker() -> Option<Mutex<Sender<Job>>> {
 /// `t.backward()` on this thread (same values, more memory) when no
 /// detaching thread could be had.
 pub fn detached_backward(t: &Tensor) -> Result<GradStore> {
-    let worker = DETACHING_WORKER
-        .get()
-        .and_then(|w| w.as_ref())
-        .and_then(|w| w.lock().ok().map(|s| s.clone()));
-    let Some(worker) = worker else {
+    let Some(worker) = DETACHING_WORKER.get().and_then(Option::as_ref) else {
         return Ok(t.backward()?);
     };
     let (reply, answer) = channel();

@@ -6,11 +6,12 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vl_distill::config::Config;
+use vl_distill::distill::{matching_gradient, MatchGradient};
 use vl_distill::model::{TowerParams, TwoTower};
+use vl_distill::second_order::with_graph_gradients;
 use vl_distill::unroll::{StepBatch, TowerLr};
 
 /// Everything [`vl_distill::distill::matching_gradient`] takes.
-#[allow(dead_code)] // not every bench reads every field
 pub struct StepInputs {
     pub model: TwoTower,
     pub theta0: TowerParams,
@@ -19,6 +20,23 @@ pub struct StepInputs {
     pub texts: Tensor,
     pub batches: Vec<StepBatch>,
     pub lr: TowerLr,
+}
+
+impl StepInputs {
+    /// One outer step on these inputs: the matching loss and its gradient.
+    pub fn gradient(&self) -> vl_distill::Result<MatchGradient> {
+        with_graph_gradients(|| {
+            matching_gradient(
+                &self.model,
+                &self.theta0,
+                &self.target,
+                &self.images,
+                &self.texts,
+                &self.batches,
+                self.lr,
+            )
+        })
+    }
 }
 
 /// The inputs of one outer step of `cfg`'s distillation with `syn_steps`

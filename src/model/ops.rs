@@ -19,8 +19,10 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// 2-D convolution (stride 1, `padding` zeros on each side) with an optional
-/// per-channel bias. candle's `conv2d` has a backward made of convolutions,
-/// so it can be differentiated twice.
+/// per-channel bias, differentiable to any order. On the CPU it is an
+/// unfold + matrix product (see `model::unfold`: every derivative is a gemm
+/// or an unfold / fold); elsewhere candle's `conv2d`, whose backward is made
+/// of convolutions.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
     let y = if x.device().is_cpu() {
         super::unfold::conv2d_unfold(x, w, padding)?

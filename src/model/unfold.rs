@@ -14,7 +14,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// The geometry shared by [`Unfold`] and [`Fold`].
+/// The geometry of a k×k, stride-1 patch extraction (see [`Patches`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Geometry {
     channels: usize,
@@ -130,50 +130,52 @@ fn transfer(
     })
 }
 
-/// `[B, C, H, W]` → `[B, C·k·k, H'·W']`: the k×k patches (zero padding
-/// `padding`, stride 1) as columns.
+/// One of the two linear maps, as a candle op:
+/// - [`Direction::Unfold`]: `[B, C, H, W]` → `[B, C·k·k, H'·W']`, the k×k
+///   patches (zero padding, stride 1) as columns;
+/// - [`Direction::Fold`], its adjoint: `[B, C·k·k, H'·W']` → `[B, C, H, W]`,
+///   summing every column entry into the pixel it was taken from.
+///
+/// The backward of each is the other applied to the incoming gradient.
 #[derive(Debug, Clone, Copy)]
-struct Unfold(Geometry);
+struct Patches {
+    geometry: Geometry,
+    direction: Direction,
+}
 
-/// The adjoint of [`Unfold`]: `[B, C·k·k, H'·W']` → `[B, C, H, W]`, summing
-/// every column entry into the pixel it was taken from.
-#[derive(Debug, Clone, Copy)]
-struct Fold(Geometry);
-
-impl CustomOp1 for Unfold {
-    fn name(&self) -> &'static str {
-        "unfold"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        let (b, c, h, w) = layout.shape().dims4()?;
-        if (c, h, w) != (g.channels, g.height, g.width) {
-            candle_core::bail!("unfold: input {:?} does not fit {g:?}", layout.dims());
+impl Patches {
+    fn unfold(geometry: Geometry) -> Self {
+        Patches {
+            geometry,
+            direction: Direction::Unfold,
         }
-        let rows = c * g.kernel * g.kernel;
-        let cols = g.out_h() * g.out_w();
-        let out = transfer(storage, layout, g, b, Direction::Unfold)?;
-        Ok((out, Shape::from((b, rows, cols))))
     }
 
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(Fold(self.0))?))
+    fn fold(geometry: Geometry) -> Self {
+        Patches {
+            geometry,
+            direction: Direction::Fold,
+        }
+    }
+
+    /// The per-sample shapes of the image side and the column side.
+    fn image_dims(&self) -> (usize, usize, usize) {
+        let g = self.geometry;
+        (g.channels, g.height, g.width)
+    }
+
+    fn column_dims(&self) -> (usize, usize) {
+        let g = self.geometry;
+        (g.channels * g.kernel * g.kernel, g.out_h() * g.out_w())
     }
 }
 
-impl CustomOp1 for Fold {
+impl CustomOp1 for Patches {
     fn name(&self) -> &'static str {
-        "fold"
+        match self.direction {
+            Direction::Unfold => "unfold",
+            Direction::Fold => "fold",
+        }
     }
 
     fn cpu_fwd(
@@ -181,13 +183,28 @@ impl CustomOp1 for Fold {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        let (b, rows, cols) = layout.shape().dims3()?;
-        if (rows, cols) != (g.channels * g.kernel * g.kernel, g.out_h() * g.out_w()) {
-            candle_core::bail!("fold: input {:?} does not fit {g:?}", layout.dims());
+        let (c, h, w) = self.image_dims();
+        let (rows, cols) = self.column_dims();
+        let (b, fits, out_shape) = match self.direction {
+            Direction::Unfold => {
+                let (b, ci, hi, wi) = layout.shape().dims4()?;
+                (b, (ci, hi, wi) == (c, h, w), Shape::from((b, rows, cols)))
+            }
+            Direction::Fold => {
+                let (b, r, k) = layout.shape().dims3()?;
+                (b, (r, k) == (rows, cols), Shape::from((b, c, h, w)))
+            }
+        };
+        if !fits {
+            candle_core::bail!(
+                "{}: input {:?} does not fit {:?}",
+                self.name(),
+                layout.dims(),
+                self.geometry
+            );
         }
-        let out = transfer(storage, layout, g, b, Direction::Fold)?;
-        Ok((out, Shape::from((b, g.channels, g.height, g.width))))
+        let out = transfer(storage, layout, self.geometry, b, self.direction)?;
+        Ok((out, out_shape))
     }
 
     fn bwd(
@@ -196,7 +213,11 @@ impl CustomOp1 for Fold {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(Unfold(self.0))?))
+        let adjoint = match self.direction {
+            Direction::Unfold => Patches::fold(self.geometry),
+            Direction::Fold => Patches::unfold(self.geometry),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1(adjoint)?))
     }
 }
 
@@ -221,7 +242,7 @@ pub fn conv2d_unfold(x: &Tensor, w: &Tensor, padding: usize) -> candle_core::Res
         kernel: k,
         padding,
     };
-    let cols = x.contiguous()?.apply_op1(Unfold(g))?; // [B, C·k·k, H'·W']
+    let cols = x.contiguous()?.apply_op1(Patches::unfold(g))?; // [B, C·k·k, H'·W']
     let wm = w.reshape((cout, c * k * k))?;
     let y = wm.broadcast_left(b)?.matmul(&cols)?; // [B, Cout, H'·W']
     y.reshape((b, cout, g.out_h(), g.out_w()))
@@ -252,10 +273,10 @@ mod tests {
             kernel: 3,
             padding: 1,
         };
-        let ux = x.apply_op1(Unfold(g))?;
+        let ux = x.apply_op1(Patches::unfold(g))?;
         let y = ux.randn_like(0.0, 1.0)?;
         let lhs = (ux * &y)?.sum_all()?.to_scalar::<f64>()?;
-        let rhs = (x.clone() * y.apply_op1(Fold(g))?)?
+        let rhs = (x.clone() * y.apply_op1(Patches::fold(g))?)?
             .sum_all()?
             .to_scalar::<f64>()?;
         assert!((lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0));
