@@ -14,6 +14,7 @@
 //! ```text
 //! python3 -m venv .venv-peer && .venv-peer/bin/pip install -r benches/peer/requirements.txt
 //! cargo bench --bench side_by_side            # add `-- --quick` for one repetition each
+//! cargo bench --bench side_by_side -- --inputs DIR   # write the default outer step's input, print how to run each side on it
 //! ```
 //!
 //! Every measurement runs in a fresh child process (ours: this binary again;
@@ -477,11 +478,39 @@ fn ratio(a: f64, b: &Option<Measured>, field: impl Fn(&Measured) -> f64) -> Stri
     }
 }
 
+/// `--inputs DIR`: writes the default outer step's input and prints the
+/// commands that run one side on it (for a profiler, say).
+fn write_inputs_only(dir: &Path) -> BoxResult<()> {
+    std::fs::create_dir_all(dir)?;
+    let input = dir.join("outer_64_5.safetensors");
+    write_outer_input(&config(64, 3)?, 5, DType::F32, &input)?;
+    let job = Job {
+        kind: "outer".into(),
+        input,
+        reps: 5,
+        width: 64,
+        depth: 3,
+    };
+    let spec = serde_json::to_string(&job)?;
+    let exe = std::env::current_exe()?;
+    println!("ours: {CHILD}='{spec}' {}", exe.display());
+    println!(
+        "peer: .venv-peer/bin/python benches/peer/vl_peer.py outer {} 5",
+        job.input.display()
+    );
+    Ok(())
+}
+
 fn main() -> BoxResult<()> {
     if let Ok(spec) = std::env::var(CHILD) {
         return run_child(&serde_json::from_str(&spec)?);
     }
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--inputs") {
+        let dir = PathBuf::from(args.get(i + 1).ok_or("--inputs needs a directory")?);
+        return write_inputs_only(&dir);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let reps = if quick { 1 } else { 3 };
     let dir = std::env::temp_dir().join(format!("vl-distill-side-by-side-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

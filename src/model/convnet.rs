@@ -79,12 +79,9 @@ impl ImageEncoder for ConvNet {
         for i in 0..self.depth {
             let w = p.get(&format!("features.{}.weight", 4 * i))?;
             let b = p.get(&format!("features.{}.bias", 4 * i))?;
-            h = ops::conv2d(&h, w, Some(b), 1)?;
             let g = p.get(&format!("features.{}.weight", 4 * i + 1))?;
             let bt = p.get(&format!("features.{}.bias", 4 * i + 1))?;
-            h = ops::instance_norm(&h, g, bt, 1e-5)?;
-            h = h.relu()?;
-            h = ops::avg_pool2x2(&h)?;
+            h = ops::conv_norm_relu_pool(&h, w, b, g, bt)?;
         }
         Ok(h.flatten_from(1)?)
     }

@@ -6,6 +6,7 @@
 //! and differentiate through its SGD steps.
 
 pub mod convnet;
+mod norm_block;
 pub mod ops;
 pub mod params;
 pub mod text_tower;

@@ -35,6 +35,30 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Res
     })
 }
 
+/// One ConvNet block: 3×3 convolution (padding 1, bias `b`) → instance norm
+/// (`gamma`, `beta`, ε = 1e-5) → ReLU → 2×2 average pool.
+///
+/// On the CPU in f32 / f64 the tail is one fused op with hand-written first
+/// and second derivatives (`model::norm_block`), and the bias is left out:
+/// instance norm subtracts each channel's mean, so a per-channel bias
+/// cancels exactly and its gradient is zero. Elsewhere it is the
+/// composition [`conv2d`] → [`instance_norm`] → ReLU → [`avg_pool2x2`].
+pub fn conv_norm_relu_pool(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+) -> Result<Tensor> {
+    let eps = 1e-5;
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        let z = conv2d(x, w, None, 1)?;
+        return Ok(super::norm_block::norm_relu_pool(&z, gamma, beta, eps)?);
+    }
+    let h = instance_norm(&conv2d(x, w, Some(b), 1)?, gamma, beta, eps)?;
+    avg_pool2x2(&h.relu()?)
+}
+
 /// Instance normalisation of `[B, C, H, W]` over each (sample, channel)'s
 /// pixels, with a per-channel affine transform (PyTorch's
 /// `GroupNorm(C, C, affine=True)`, the "instancenorm" of trajectory-matching
