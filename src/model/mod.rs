@@ -5,12 +5,12 @@
 //! forward. That is what lets stage 2 rebuild the student from any snapshot
 //! and differentiate through its SGD steps.
 
+mod conv;
 pub mod convnet;
 mod norm_block;
 pub mod ops;
 pub mod params;
 pub mod text_tower;
-mod unfold;
 
 pub use convnet::ConvNet;
 pub use params::ParamSet;

@@ -19,13 +19,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// 2-D convolution (stride 1, `padding` zeros on each side) with an optional
-/// per-channel bias, differentiable to any order. On the CPU it is an
-/// unfold + matrix product (see `model::unfold`: every derivative is a gemm
-/// or an unfold / fold); elsewhere candle's `conv2d`, whose backward is made
-/// of convolutions.
+/// per-channel bias, differentiable to any order. On the CPU it is three
+/// bilinear ops (convolution, its input gradient, its weight gradient: see
+/// `model::conv`) that differentiate into each other, each an unfold + gemm
+/// per sample; elsewhere candle's `conv2d`, whose backward is made of
+/// convolutions.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, padding: usize) -> Result<Tensor> {
     let y = if x.device().is_cpu() {
-        super::unfold::conv2d_unfold(x, w, padding)?
+        super::conv::conv2d_cpu(x, w, padding)?
     } else {
         x.conv2d(w, padding, 1, 1, 1)?
     };
