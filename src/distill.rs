@@ -26,7 +26,7 @@ use crate::progress::Progress;
 use crate::second_order::with_graph_gradients;
 use crate::train::{derive_seed, TowerLr};
 use crate::trajectory::Trajectory;
-use crate::unroll::{reverse_sweep, unroll_forward, StepBatch, UnrollGrads};
+use crate::unroll::{reverse_sweep_keeping, unroll_forward_keeping, StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -221,7 +221,11 @@ pub struct MatchGradient {
 /// synthetic `images`/`texts` with learning rates `lr`, against `target`
 /// (epoch s + R), and its exact gradient by the reverse sweep. This is the
 /// whole math of one [`Distiller::step`]; it must run inside
-/// [`with_graph_gradients`].
+/// [`with_graph_gradients`]. The graphs of the last `keep` student steps
+/// are kept from the forward pass instead of rebuilt by the reverse sweep
+/// (`distill.cached_steps`: faster, memory grows with `keep`; the values
+/// are the same).
+#[allow(clippy::too_many_arguments)]
 pub fn matching_gradient(
     model: &TwoTower,
     theta0: &TowerParams,
@@ -230,8 +234,10 @@ pub fn matching_gradient(
     texts: &Tensor,
     batches: &[StepBatch],
     lr: TowerLr,
+    keep: usize,
 ) -> Result<MatchGradient> {
-    let (snaps, losses) = unroll_forward(model, theta0, images, texts, batches, lr)?;
+    let (snaps, losses, graphs) =
+        unroll_forward_keeping(model, theta0, images, texts, batches, lr, keep)?;
     let last = snaps.last().expect("N+1 snapshots");
     let (loss_image, loss_text) = matching_loss(last, theta0, target)?;
     // λ_N = ∂ℓ/∂θ̂_N = 2 (θ̂_N − θ*_target) / ‖θ*_start − θ*_target‖², per tower
@@ -239,7 +245,7 @@ pub fn matching_gradient(
         let denom = theta0.get(m).sq_dist(target.get(m))?;
         p.sub(target.get(m))?.scale(2.0 / denom)
     })?;
-    let grads = reverse_sweep(model, &snaps, images, texts, batches, lr, &lambda)?;
+    let grads = reverse_sweep_keeping(model, &snaps, images, texts, batches, lr, &lambda, graphs)?;
     Ok(MatchGradient {
         loss_image,
         loss_text,
@@ -394,6 +400,7 @@ impl Distiller {
         what.iterations = 0;
         what.checkpoint_every = 1;
         what.log_every = 1;
+        what.cached_steps = super::config::DEFAULT_CACHED_STEPS;
         let fingerprint = serde_json::json!({
             "distill": what,
             "seed": exp.config.seed,
@@ -515,6 +522,7 @@ impl Distiller {
         let theta0 = traj.epoch(s)?.clone();
         let target = traj.epoch(s + self.cfg.expert_epochs)?.clone();
         let lr = self.set.lr();
+        let keep = self.cfg.cached_steps;
         let model = self.model.clone();
         let (images, texts) = (self.set.images.clone(), self.set.texts.clone());
         let MatchGradient {
@@ -523,7 +531,9 @@ impl Distiller {
             student_loss,
             grads,
         } = with_graph_gradients(|| {
-            matching_gradient(&model, &theta0, &target, &images, &texts, &batches, lr)
+            matching_gradient(
+                &model, &theta0, &target, &images, &texts, &batches, lr, keep,
+            )
         })?;
         let loss = loss_image + loss_text;
         let finite = [loss, grads.log_lr_image, grads.log_lr_text]

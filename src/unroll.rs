@@ -85,6 +85,52 @@ pub fn student_step(
     Ok((next, l))
 }
 
+/// One student step's graph kept from the forward pass for the reverse
+/// sweep, which then skips rebuilding it (see [`unroll_forward_keeping`]).
+pub struct StepGraph {
+    theta: TowerParams,
+    images: Var,
+    texts: Var,
+    g_img: ParamSet,
+    g_txt: ParamSet,
+}
+
+/// Builds step `n`'s graph from leaf variables (θ_n, x̂, ê) and takes
+/// g = ∇_θ L keeping its graph; returns it with the loss.
+fn step_graph(
+    model: &TwoTower,
+    theta_n: &TowerParams,
+    images: &Tensor,
+    texts: &Tensor,
+    batch: &StepBatch,
+) -> Result<(StepGraph, f64)> {
+    let (image, _vi) = theta_n.image.to_vars()?;
+    let (text, _vt) = theta_n.text.to_vars()?;
+    let theta = TowerParams { image, text };
+    let xv = Var::from_tensor(&images.detach())?;
+    let ev = Var::from_tensor(&texts.detach())?;
+    let loss = model.loss(
+        &theta,
+        &batch_of(xv.as_tensor(), batch)?,
+        &batch_of(ev.as_tensor(), batch)?,
+        Mode::Train { seed: batch.seed },
+    )?;
+    let l = scalar(&loss)?;
+    let grads = loss.backward()?;
+    let g_img = theta.image.grads_from(&grads)?;
+    let g_txt = theta.text.grads_from(&grads)?;
+    Ok((
+        StepGraph {
+            theta,
+            images: xv,
+            texts: ev,
+            g_img,
+            g_txt,
+        },
+        l,
+    ))
+}
+
 /// Runs the N student steps from `theta0`; returns the N+1 snapshots and the N losses.
 pub fn unroll_forward(
     model: &TwoTower,
@@ -110,6 +156,56 @@ pub fn unroll_forward(
     Ok((snaps, losses))
 }
 
+/// [`unroll_forward`] that also keeps the graphs of the last `keep` steps
+/// (built as the reverse sweep would build them; must run inside
+/// [`with_graph_gradients`](crate::second_order::with_graph_gradients)
+/// when `keep > 0`). [`reverse_sweep_keeping`] then skips rebuilding those
+/// steps: each kept step saves one forward and one backward pass, and holds
+/// its activations and gradient graph until the sweep reaches it, so memory
+/// grows with `keep`, never with N beyond it. The values are the same
+/// either way.
+#[allow(clippy::type_complexity)]
+pub fn unroll_forward_keeping(
+    model: &TwoTower,
+    theta0: &TowerParams,
+    images: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+    keep: usize,
+) -> Result<(Vec<TowerParams>, Vec<f64>, Vec<Option<StepGraph>>)> {
+    if keep > 0 {
+        ensure_graph_gradients()?;
+    }
+    let first_kept = batches.len().saturating_sub(keep);
+    let mut snaps = vec![theta0.detach()];
+    let mut losses = Vec::with_capacity(batches.len());
+    let mut graphs = Vec::with_capacity(batches.len());
+    for (n, b) in batches.iter().enumerate() {
+        let (next, l, graph) = if n < first_kept {
+            let (next, l) = student_step(model, &snaps[n], images, texts, b, lr)?;
+            (next, l, None)
+        } else {
+            let (g, l) = step_graph(model, &snaps[n], images, texts, b)?;
+            let next = TowerParams {
+                image: sgd(&snaps[n].image, &g.g_img.detach(), lr.image)?,
+                text: sgd(&snaps[n].text, &g.g_txt.detach(), lr.text)?,
+            };
+            (next, l, Some(g))
+        };
+        if !l.is_finite() {
+            return Err(Error::NonFinite {
+                step: format!("student step {n}"),
+                what: "contrastive loss".into(),
+            });
+        }
+        snaps.push(next);
+        losses.push(l);
+        graphs.push(graph);
+    }
+    Ok((snaps, losses, graphs))
+}
+
 /// The exact gradient of ℓ(θ_N) through the unrolled steps, given the
 /// snapshots from [`unroll_forward`] and `lambda = ∂ℓ/∂θ_N`. Must run on a
 /// thread prepared by [`with_graph_gradients`](crate::second_order::with_graph_gradients).
@@ -122,7 +218,32 @@ pub fn reverse_sweep(
     lr: TowerLr,
     lambda: &TowerParams,
 ) -> Result<UnrollGrads> {
+    let none = (0..batches.len()).map(|_| None).collect();
+    reverse_sweep_keeping(model, snapshots, images, texts, batches, lr, lambda, none)
+}
+
+/// [`reverse_sweep`] that uses the step graphs kept by
+/// [`unroll_forward_keeping`] (`graphs[n]`, or `None` to rebuild step n),
+/// releasing each once used.
+#[allow(clippy::too_many_arguments)]
+pub fn reverse_sweep_keeping(
+    model: &TwoTower,
+    snapshots: &[TowerParams],
+    images: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+    lambda: &TowerParams,
+    mut graphs: Vec<Option<StepGraph>>,
+) -> Result<UnrollGrads> {
     ensure_graph_gradients()?;
+    if graphs.len() != batches.len() {
+        return Err(Error::Shape(format!(
+            "{} kept step graphs for {} steps",
+            graphs.len(),
+            batches.len()
+        )));
+    }
     if snapshots.len() != batches.len() + 1 {
         return Err(Error::Shape(format!(
             "{} snapshots for {} steps",
@@ -135,22 +256,16 @@ pub fn reverse_sweep(
     let mut d_texts = texts.zeros_like()?;
     let (mut d_log_img, mut d_log_txt) = (0.0, 0.0);
     for n in (0..batches.len()).rev() {
-        let (image, _vi) = snapshots[n].image.to_vars()?;
-        let (text, _vt) = snapshots[n].text.to_vars()?;
-        let theta = TowerParams { image, text };
-        let xv = Var::from_tensor(&images.detach())?;
-        let ev = Var::from_tensor(&texts.detach())?;
-        let loss = model.loss(
-            &theta,
-            &batch_of(xv.as_tensor(), &batches[n])?,
-            &batch_of(ev.as_tensor(), &batches[n])?,
-            Mode::Train {
-                seed: batches[n].seed,
-            },
-        )?;
-        let grads = loss.backward()?;
-        let g_img = theta.image.grads_from(&grads)?;
-        let g_txt = theta.text.grads_from(&grads)?;
+        let StepGraph {
+            theta,
+            images: xv,
+            texts: ev,
+            g_img,
+            g_txt,
+        } = match graphs[n].take() {
+            Some(g) => g,
+            None => step_graph(model, &snapshots[n], images, texts, &batches[n])?.0,
+        };
         let dot_img = lam.image.dot_tensor(&g_img)?;
         let dot_txt = lam.text.dot_tensor(&g_txt)?;
         d_log_img -= lr.image * scalar(&dot_img)?;

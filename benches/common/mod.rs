@@ -34,6 +34,7 @@ impl StepInputs {
                 &self.texts,
                 &self.batches,
                 self.lr,
+                vl_distill::config::DEFAULT_CACHED_STEPS,
             )
         })
     }
