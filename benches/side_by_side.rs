@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! python3 -m venv .venv-peer && .venv-peer/bin/pip install -r benches/peer/requirements.txt
-//! cargo bench --bench side_by_side            # add `-- --quick` for one repetition each
+//! cargo bench --bench side_by_side            # 5 repetitions each; `-- --quick` for one
 //! cargo bench --bench side_by_side -- --inputs DIR   # write the default outer step's input, print how to run each side on it
 //! ```
 //!
@@ -482,6 +482,23 @@ fn ratio(a: f64, b: &Option<Measured>, field: impl Fn(&Measured) -> f64) -> Stri
 /// commands that run one side on it (for a profiler, say).
 fn write_inputs_only(dir: &Path) -> BoxResult<()> {
     std::fs::create_dir_all(dir)?;
+    let parity = dir.join("parity_in.safetensors");
+    write_outer_input(&config(64, 3)?, 3, DType::F64, &parity)?;
+    let check = Job {
+        kind: "check".into(),
+        input: parity.clone(),
+        reps: 1,
+        width: 64,
+        depth: 3,
+    };
+    println!(
+        "parity input: {}\n  ours: {CHILD}='{}' {} (writes {})\n  peer: .venv-peer/bin/python benches/peer/vl_peer.py check {} OUT",
+        parity.display(),
+        serde_json::to_string(&check)?,
+        std::env::current_exe()?.display(),
+        check_output(&parity).display(),
+        parity.display()
+    );
     let input = dir.join("outer_64_5.safetensors");
     write_outer_input(&config(64, 3)?, 5, DType::F32, &input)?;
     let job = Job {
@@ -511,7 +528,7 @@ fn main() -> BoxResult<()> {
         return write_inputs_only(&dir);
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let reps = if quick { 1 } else { 3 };
+    let reps = if quick { 1 } else { 5 };
     let dir = std::env::temp_dir().join(format!("vl-distill-side-by-side-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let peer = Peer::find();

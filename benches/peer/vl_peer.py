@@ -103,7 +103,9 @@ def outer_step(inp):
     theta0, target = split(inp, "theta0"), split(inp, "target")
     images = inp["images"].clone().requires_grad_(True)
     texts = inp["texts"].clone().requires_grad_(True)
-    log_lr = torch.log(inp["lr"].to(torch.float32)).clone().requires_grad_(True)
+    # the learning rates in the data's dtype (f64 in the parity check: an
+    # f32 rounding here alone makes the two sides differ by ~1e-7)
+    log_lr = torch.log(inp["lr"].to(images.dtype)).clone().requires_grad_(True)
     temperature = float(inp["temperature"])
     keys = list(flat(theta0).keys())
     student = [flat(theta0)[k].clone().requires_grad_(True) for k in keys]
