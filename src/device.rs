@@ -30,6 +30,17 @@ pub fn by_name(name: &str) -> Result<Device> {
     }
 }
 
+/// The device the test suite runs on: `VL_TEST_DEVICE` (`cpu`, `cuda` or
+/// `auto`), else [`best`] — so `cargo test --features cuda` on a machine
+/// with a GPU runs the numerical tests there, and CI (no `cuda` feature)
+/// on the CPU. Panics on a bad `VL_TEST_DEVICE`: it is for tests.
+pub fn for_tests() -> Device {
+    match std::env::var("VL_TEST_DEVICE") {
+        Ok(name) => by_name(&name).unwrap_or_else(|e| panic!("VL_TEST_DEVICE: {e}")),
+        Err(_) => best(),
+    }
+}
+
 /// `"cpu"` or `"cuda:N"`.
 pub fn describe(d: &Device) -> String {
     match d {

@@ -319,7 +319,7 @@ fn tiny_experiment() -> Experiment {
     let mut c = Config::smoke();
     c.apply_overrides(&[r#"data.source={"kind":"scenes","train":40,"val":10,"test":10}"#])
         .unwrap();
-    Experiment::new(c, Device::Cpu, None).unwrap()
+    Experiment::new(c, vl_distill::device::for_tests(), None).unwrap()
 }
 
 fn real_set(exp: &Experiment, pairs: usize) -> DistilledSet {

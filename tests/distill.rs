@@ -1,7 +1,6 @@
 //! Stage 2 at the smoke profile: the matching loss falls, switches freeze a
 //! modality, and bad settings give clear errors.
 
-use candle_core::Device;
 use vl_distill::config::{Config, InitKind};
 use vl_distill::distill::{DistilledSet, Distiller};
 use vl_distill::experiment::Experiment;
@@ -13,7 +12,7 @@ fn setup(overrides: &[&str]) -> (Experiment, Vec<Trajectory>) {
     let mut c = Config::smoke();
     c.apply_overrides(&["experts.epochs=3"]).unwrap();
     c.apply_overrides(overrides).unwrap();
-    let exp = Experiment::new(c, Device::Cpu, None).unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
     let trajs = ExpertTrainer::new(&exp).unwrap().run().unwrap().to_vec();
     (exp, trajs)
 }
@@ -24,7 +23,7 @@ fn variant(exp: &Experiment, overrides: &[&str]) -> Experiment {
     c.apply_overrides(overrides).unwrap();
     Experiment::with_dataset(
         c,
-        Device::Cpu,
+        vl_distill::device::for_tests(),
         exp.dataset.clone(),
         Default::default(),
         None,
@@ -124,7 +123,7 @@ fn initialisations_and_bad_settings() {
     let mut c = exp.config.clone();
     c.apply_overrides(&[r#"data.source={"kind":"scenes","train":250,"val":60,"test":100}"#])
         .unwrap();
-    let exp_data = Experiment::new(c, Device::Cpu, None).unwrap();
+    let exp_data = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
     let err = Distiller::new(&exp_data, trajs).err().unwrap().to_string();
     assert!(err.contains("another dataset"), "{err}");
 }

@@ -12,7 +12,7 @@ use vl_distill::trajectory::{load_all, Trajectory};
 fn smoke(overrides: &[&str]) -> Experiment {
     let mut c = Config::smoke();
     c.apply_overrides(overrides).unwrap();
-    Experiment::new(c, Device::Cpu, None).unwrap()
+    Experiment::new(c, vl_distill::device::for_tests(), None).unwrap()
 }
 
 #[test]

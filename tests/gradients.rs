@@ -12,14 +12,17 @@ use vl_distill::model::{ParamSet, TwoTower};
 use vl_distill::second_order::with_graph_gradients;
 use vl_distill::unroll::{unroll_forward, StepBatch, TowerLr};
 
-const DEV: Device = Device::Cpu;
+/// CPU, or the GPU under `--features cuda` (see `device::for_tests`).
+fn dev() -> Device {
+    vl_distill::device::for_tests()
+}
 
 fn randn(rng: &mut ChaCha8Rng, shape: &[usize], scale: f64) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n)
         .map(|_| rng.random_range(-1.0..1.0) * scale)
         .collect();
-    Tensor::from_vec(v, shape, &DEV).unwrap()
+    Tensor::from_vec(v, shape, &dev()).unwrap()
 }
 
 fn to_vec(t: &Tensor) -> Vec<f64> {
@@ -29,7 +32,7 @@ fn to_vec(t: &Tensor) -> Vec<f64> {
 fn perturb(t: &Tensor, i: usize, h: f64) -> Tensor {
     let mut v = to_vec(t);
     v[i] += h;
-    Tensor::from_vec(v, t.shape(), &DEV).unwrap()
+    Tensor::from_vec(v, t.shape(), &dev()).unwrap()
 }
 
 fn axpy(t: &Tensor, dir: &Tensor, h: f64) -> Tensor {
@@ -64,7 +67,7 @@ fn info_nce_gradient_matches_finite_differences() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let fi = randn(&mut rng, &[5, 7], 1.0);
     let ft = randn(&mut rng, &[5, 7], 1.0);
-    let scale = Tensor::new(3.0f64, &DEV).unwrap();
+    let scale = Tensor::new(3.0f64, &dev()).unwrap();
     let loss = |a: &Tensor, b: &Tensor| -> f64 {
         vl_distill::loss::info_nce(a, b, &scale)
             .unwrap()
@@ -106,7 +109,7 @@ fn info_nce_gradient_matches_finite_differences() {
 fn info_nce_prefers_matched_pairs() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let f = randn(&mut rng, &[8, 16], 1.0);
-    let scale = Tensor::new(10.0f64, &DEV).unwrap();
+    let scale = Tensor::new(10.0f64, &dev()).unwrap();
     let matched = vl_distill::loss::info_nce(&f, &f, &scale).unwrap();
     let shuffled = f.roll(1, 0).unwrap();
     let wrong = vl_distill::loss::info_nce(&f, &shuffled, &scale).unwrap();
@@ -119,7 +122,7 @@ fn info_nce_prefers_matched_pairs() {
 #[test]
 fn convnet_tower_gradient_matches_finite_differences() {
     let m = model(TextTowerConfig::Linear, false, 6);
-    let p = m.init(3, &DEV, DType::F64).unwrap();
+    let p = m.init(3, &dev(), DType::F64).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let x = randn(&mut rng, &[3, 3, 8, 8], 1.0);
     let w_out = randn(&mut rng, &[3, m.encoder.out_dim()], 1.0);
@@ -188,8 +191,8 @@ fn convnet_tower_gradient_matches_finite_differences() {
 /// sweep, against central finite differences.
 fn check_second_order(m: &TwoTower, text_dim: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let theta0 = m.init(6, &DEV, DType::F64).unwrap();
-    let target = m.init(7, &DEV, DType::F64).unwrap();
+    let theta0 = m.init(6, &dev(), DType::F64).unwrap();
+    let target = m.init(7, &dev(), DType::F64).unwrap();
     let images = randn(&mut rng, &[6, 3, 8, 8], 1.0);
     let texts = randn(&mut rng, &[6, text_dim], 1.0);
     let batches = vec![
