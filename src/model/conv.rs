@@ -7,9 +7,9 @@
 //!
 //! | op | computes | backward, cotangent `a` |
 //! |---|---|---|
-//! | [`Conv`] `(x, w)` | `y = w ⋆ x` | `x̄ = ConvT(a, w)`, `w̄ = ConvW(x, a)` |
-//! | [`ConvT`] `(dy, w)` | `dx = fold(Wᵀ·dy)` | `d̄y = Conv(a, w)`, `w̄ = ConvW(a, dy)` |
-//! | [`ConvW`] `(x, dy)` | `dw = Σ_b dy·unfold(x)ᵀ` | `x̄ = ConvT(dy, a)`, `d̄y = Conv(x, a)` |
+//! | `Conv` `(x, w)` | `y = w ⋆ x` | `x̄ = ConvT(a, w)`, `w̄ = ConvW(x, a)` |
+//! | `ConvT` `(dy, w)` | `dx = fold(Wᵀ·dy)` | `d̄y = Conv(a, w)`, `w̄ = ConvW(a, dy)` |
+//! | `ConvW` `(x, dy)` | `dw = Σ_b dy·unfold(x)ᵀ` | `x̄ = ConvT(dy, a)`, `d̄y = Conv(x, a)` |
 //!
 //! so derivatives of any order are these three ops again. The unfolded
 //! columns live only in a per-thread buffer while one sample's gemm runs:

@@ -18,8 +18,8 @@
 //!   stage 2's reverse sweep needs (its last backward runs detached).
 //!
 //! Per group of n pixels with mean μ and σ = √(var + ε) (biased variance),
-//! x̂ = (z − μ)/σ, u = γx̂ + β, m = [u > 0], g = the pooled gradient spread
-//! over its 2×2 window (×¼), du = g·m:
+//! `x̂ = (z − μ)/σ`, `u = γx̂ + β`, `m = [u > 0]`, g = the pooled gradient spread
+//! over its 2×2 window (×¼), `du = g·m`:
 //!
 //! - `dβ = Σ du`, `dγ = Σ du·x̂` (summed over samples too),
 //!   `dz = (γ/σ)(du − mean(du) − x̂·mean(du·x̂))`;
