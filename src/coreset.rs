@@ -17,6 +17,7 @@ use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 /// `m` random real pairs of `train`: `m` distinct images, each with one of
 /// its captions drawn uniformly; returns the caption (pair) indices, seeded.
@@ -187,7 +188,7 @@ fn k_center_from(f: &[Vec<f32>], owner: &[u32], m: usize, first: usize) -> Vec<u
 /// pair is not correct after having been correct at its previous
 /// presentation. Pairs never correct at any presentation count as forgotten
 /// more than any other (as in the paper, "never learned" ranks first).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForgettingCounts {
     last: Vec<Option<bool>>,
     ever_correct: Vec<bool>,
@@ -229,6 +230,16 @@ impl ForgettingCounts {
             self.ever_correct[p] |= c;
         }
         Ok(())
+    }
+
+    /// Number of pairs counted.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether no pair is counted.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 
     /// Forgetting events of every pair (never-learned pairs report their

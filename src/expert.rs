@@ -11,6 +11,7 @@
 //! the same trajectories as an uninterrupted one.
 
 use crate::config::Config;
+use crate::coreset::ForgettingCounts;
 use crate::error::{Error, Result};
 use crate::eval::{self, Recall};
 use crate::experiment::Experiment;
@@ -18,7 +19,7 @@ use crate::model::TwoTower;
 use crate::pairs::CaptionedImages;
 use crate::progress::Progress;
 use crate::train::TowerLr;
-use crate::train::{derive_seed, train_epoch, SgdConfig, SgdState};
+use crate::train::{derive_seed, train_epoch_counted, SgdConfig, SgdState};
 use crate::trajectory::{Trajectory, TrajectoryMeta, FORMAT_VERSION};
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,7 @@ impl ExpertTrainer {
             train_loss: Vec::new(),
             val_recall: Vec::new(),
             complete: false,
+            forgetting: None,
         };
         Ok(ExpertTrainer {
             model: exp.model.clone(),
@@ -213,13 +215,23 @@ impl ExpertTrainer {
         let start = Instant::now();
         let mut params = cur.traj.epochs.last().expect("θ0 exists").clone();
         let seed = derive_seed(cfg.seed, "expert-epoch", &[k as u64, epoch as u64]);
-        let loss = train_epoch(
+        // forgetting events accumulate over the epochs (and survive a resume:
+        // they are saved with each epoch), for the forgetting coreset
+        let mut counts = cur
+            .traj
+            .meta
+            .forgetting
+            .take()
+            .filter(|c| c.len() == self.train.num_pairs())
+            .unwrap_or_else(|| ForgettingCounts::new(self.train.num_pairs()));
+        let loss = train_epoch_counted(
             &self.model,
             &mut params,
             &mut cur.sgd,
             &self.train,
             &sgd_cfg,
             seed,
+            Some(&mut counts),
             on_batch,
         )
         .map_err(|e| match e {
@@ -240,6 +252,7 @@ impl ExpertTrainer {
             None
         };
         cur.traj.epochs.push(params);
+        cur.traj.meta.forgetting = Some(counts);
         cur.traj.meta.train_loss.push(loss);
         cur.traj.meta.val_recall.push(val);
         let done = epoch >= cfg.experts.epochs;

@@ -11,6 +11,16 @@ use candle_core::{Tensor, D};
 /// normalised) with a logit scale `scale` (a scalar tensor, `1/τ`).
 /// Differentiable twice in all inputs.
 pub fn info_nce(img: &Tensor, txt: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    Ok(info_nce_with_logits(img, txt, scale)?.0)
+}
+
+/// [`info_nce`] and its `[B, B]` logits (image rows × caption columns),
+/// the latter for observers such as forgetting counts.
+pub fn info_nce_with_logits(
+    img: &Tensor,
+    txt: &Tensor,
+    scale: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     let (b, d) = img.dims2()?;
     if txt.dims2()? != (b, d) {
         return Err(Error::Shape(format!(
@@ -29,5 +39,5 @@ pub fn info_nce(img: &Tensor, txt: &Tensor, scale: &Tensor) -> Result<Tensor> {
     };
     let l_i2t = ce(&logits)?;
     let l_t2i = ce(&logits.t()?)?;
-    Ok(((l_i2t + l_t2i)? * 0.5)?)
+    Ok((((l_i2t + l_t2i)? * 0.5)?, logits))
 }

@@ -2,6 +2,7 @@
 //! the training loop shared by experts, full-data evaluation and (later)
 //! training on coresets and distilled sets.
 
+use crate::coreset::{batch_correct, ForgettingCounts};
 use crate::error::{Error, Result};
 use crate::model::{Modality, Mode, ParamSet, TowerParams, TwoTower};
 use crate::pairs::CaptionedImages;
@@ -77,11 +78,30 @@ pub fn sgd_step(
     cfg: &SgdConfig,
     seed: u64,
 ) -> Result<f64> {
+    sgd_step_counted(model, params, state, data, idx, cfg, seed, None)
+}
+
+/// [`sgd_step`] that also records, in `counts`, which pairs of the batch
+/// were matched both ways before the step ([`coreset::batch_correct`]).
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_step_counted(
+    model: &TwoTower,
+    params: &mut TowerParams,
+    state: &mut SgdState,
+    data: &CaptionedImages,
+    idx: &[u32],
+    cfg: &SgdConfig,
+    seed: u64,
+    counts: Option<&mut ForgettingCounts>,
+) -> Result<f64> {
     let (x, e) = data.batch(idx)?;
     let (image, _vi) = params.image.to_vars()?;
     let (text, _vt) = params.text.to_vars()?;
     let p = TowerParams { image, text };
-    let loss = model.loss(&p, &x, &e, Mode::Train { seed })?;
+    let (loss, logits) = model.loss_with_logits(&p, &x, &e, Mode::Train { seed })?;
+    if let Some(counts) = counts {
+        counts.record(idx, &batch_correct(&logits.detach())?)?;
+    }
     let l = scalar(&loss)?;
     if !l.is_finite() {
         return Err(Error::NonFinite {
@@ -129,6 +149,22 @@ pub fn train_epoch(
     data: &CaptionedImages,
     cfg: &SgdConfig,
     seed: u64,
+    on_batch: impl FnMut(usize, usize, f64),
+) -> Result<f64> {
+    train_epoch_counted(model, params, state, data, cfg, seed, None, on_batch)
+}
+
+/// [`train_epoch`] that records forgetting events of every pair of `data`
+/// in `counts` (see [`ForgettingCounts`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_epoch_counted(
+    model: &TwoTower,
+    params: &mut TowerParams,
+    state: &mut SgdState,
+    data: &CaptionedImages,
+    cfg: &SgdConfig,
+    seed: u64,
+    mut counts: Option<&mut ForgettingCounts>,
     mut on_batch: impl FnMut(usize, usize, f64),
 ) -> Result<f64> {
     let batches = epoch_batches(data.num_pairs(), cfg.batch_size, seed);
@@ -140,7 +176,7 @@ pub fn train_epoch(
     }
     let mut total = 0.0;
     for (i, b) in batches.iter().enumerate() {
-        let l = sgd_step(
+        let l = sgd_step_counted(
             model,
             params,
             state,
@@ -148,6 +184,7 @@ pub fn train_epoch(
             b,
             cfg,
             seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+            counts.as_deref_mut(),
         )?;
         total += l;
         on_batch(i, batches.len(), l);

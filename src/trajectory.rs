@@ -9,6 +9,7 @@
 //! an interrupted run resumes from the last finished epoch.
 
 use crate::config::{ExpertConfig, ModelConfig};
+use crate::coreset::ForgettingCounts;
 use crate::error::{Error, Result};
 use crate::eval::Recall;
 use crate::model::{ParamSet, TowerParams};
@@ -51,6 +52,10 @@ pub struct TrajectoryMeta {
     pub val_recall: Vec<Option<Recall>>,
     /// True once all configured epochs are done.
     pub complete: bool,
+    /// Forgetting events of every training pair, counted during the epochs
+    /// done (absent in trajectories written before they were recorded).
+    #[serde(default)]
+    pub forgetting: Option<ForgettingCounts>,
 }
 
 impl TrajectoryMeta {

@@ -1,6 +1,6 @@
 //! Stage 1 at the smoke profile: experts learn (loss down, recall far above
 //! chance), trajectories are written, and an interrupted run resumes to the
-//! same result without redoing finished work.
+//! same result without redoing finished work (forgetting counts included).
 
 use candle_core::Device;
 use vl_distill::config::Config;
@@ -39,6 +39,19 @@ fn smoke_experts_learn_and_beat_chance_by_a_wide_margin() {
             r.tr_r10 > 2.5 * chance.tr_r10 && r.ir_r10 > 2.5 * chance.ir_r10,
             "{r} vs chance {chance}"
         );
+    }
+    // forgetting events are recorded for every training pair as it trains:
+    // experts that learn get pairs right (and some of them forgotten again)
+    for t in &trajs {
+        let f = t.meta.forgetting.as_ref().expect("forgetting counts");
+        assert_eq!(f.len(), exp.train.num_pairs());
+        let learned = (0..f.len()).filter(|&p| f.ever_learned(p)).count();
+        assert!(
+            learned > f.len() / 10,
+            "{learned} of {} pairs ever right",
+            f.len()
+        );
+        assert!(f.events().iter().any(|&e| e > 0));
     }
     // different seeds give different experts
     let d = trajs[0].epochs[0]

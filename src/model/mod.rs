@@ -216,9 +216,21 @@ impl TwoTower {
 
     /// The contrastive loss of matched pairs `x[i]`, `e[i]`.
     pub fn loss(&self, p: &TowerParams, x: &Tensor, e: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.loss_with_logits(p, x, e, mode)?.0)
+    }
+
+    /// [`TwoTower::loss`] and the batch's `[B, B]` logits (image rows ×
+    /// caption columns).
+    pub fn loss_with_logits(
+        &self,
+        p: &TowerParams,
+        x: &Tensor,
+        e: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, Tensor)> {
         let fi = self.encode_images(&p.image, x)?;
         let ft = self.encode_texts(&p.text, e, mode)?;
         let scale = self.logit_scale(&p.text, &fi)?;
-        crate::loss::info_nce(&fi, &ft, &scale)
+        crate::loss::info_nce_with_logits(&fi, &ft, &scale)
     }
 }
