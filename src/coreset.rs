@@ -11,8 +11,10 @@
 //! (`vl-distill baselines`) is the rest of the coreset issue.
 
 use crate::error::{Error, Result};
+use crate::model::{TowerParams, TwoTower};
 use crate::pairs::CaptionedImages;
 use crate::train::derive_seed;
+use crate::trajectory::Trajectory;
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -49,6 +51,135 @@ pub fn random(train: &CaptionedImages, m: usize, seed: u64) -> Result<CaptionedI
     let idx = random_pairs(train, m, seed)?;
     let (x, e) = train.batch(&idx)?;
     CaptionedImages::new(x, e, (0..m as u32).collect())
+}
+
+/// The coreset selections the distilled set is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoresetMethod {
+    /// Uniform, seeded ([`random_pairs`]).
+    Random,
+    /// Herding in an expert's joint feature space ([`herding`]).
+    Herding,
+    /// k-center greedy in the same space ([`k_center`]).
+    KCenter,
+    /// The most-forgotten pairs while an expert trained ([`ForgettingCounts`]).
+    Forgetting,
+}
+
+impl CoresetMethod {
+    /// All four, in the poster's order (R, H, K, F).
+    pub const ALL: [CoresetMethod; 4] = [
+        CoresetMethod::Random,
+        CoresetMethod::Herding,
+        CoresetMethod::KCenter,
+        CoresetMethod::Forgetting,
+    ];
+
+    /// `random`, `herding`, `kcenter` or `forgetting` (the `method` of result rows).
+    pub fn name(self) -> &'static str {
+        match self {
+            CoresetMethod::Random => "random",
+            CoresetMethod::Herding => "herding",
+            CoresetMethod::KCenter => "kcenter",
+            CoresetMethod::Forgetting => "forgetting",
+        }
+    }
+}
+
+impl std::str::FromStr for CoresetMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        CoresetMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown coreset method {s:?}: choose random, herding, kcenter or forgetting"
+                ))
+            })
+    }
+}
+
+/// The feature row of every training pair under `params`: its image's and
+/// its caption's L2-normalised joint-space features side by side,
+/// `[pairs, 2d]` (so distances weigh both modalities equally).
+pub fn pair_features(
+    model: &TwoTower,
+    params: &TowerParams,
+    train: &CaptionedImages,
+    batch: usize,
+) -> Result<Tensor> {
+    let (fi, ft) = crate::eval::features(model, params, train, batch)?;
+    let owner = Tensor::new(train.owner.as_slice(), fi.device())?;
+    Ok(Tensor::cat(&[fi.index_select(&owner, 0)?, ft], 1)?)
+}
+
+/// The `m` pairs (caption indices of `train`) a method selects, at most one
+/// per image, deterministic for `seed`. Herding and k-center work on
+/// [`pair_features`] under the final epoch of the first expert
+/// (`experts[0]`); forgetting ranks by that expert's forgetting counts.
+/// Random needs no expert.
+pub fn select_pairs(
+    method: CoresetMethod,
+    train: &CaptionedImages,
+    model: &TwoTower,
+    experts: &[Trajectory],
+    m: usize,
+    seed: u64,
+) -> Result<Vec<u32>> {
+    if method == CoresetMethod::Random {
+        return random_pairs(train, m, seed);
+    }
+    let expert = experts.first().ok_or_else(|| {
+        Error::Config(format!(
+            "the {} coreset needs a trained expert: run the experts first",
+            method.name()
+        ))
+    })?;
+    let picked = match method {
+        CoresetMethod::Forgetting => {
+            let counts = expert.meta.forgetting.as_ref().ok_or_else(|| {
+                Error::Config(
+                    "this expert was trained before forgetting events were recorded: \
+                     train the experts again (in a new output folder)"
+                        .into(),
+                )
+            })?;
+            if counts.len() != train.num_pairs() {
+                return Err(Error::Shape(format!(
+                    "forgetting counts of {} pairs for a train split of {}",
+                    counts.len(),
+                    train.num_pairs()
+                )));
+            }
+            counts.select(&train.owner, m, seed)?
+        }
+        _ => {
+            let last = expert.epochs.last().expect("an expert has θ0");
+            let f = pair_features(model, last, train, 256)?;
+            if method == CoresetMethod::Herding {
+                herding(&f, &train.owner, m)?
+            } else {
+                k_center(&f, &train.owner, m, seed)?
+            }
+        }
+    };
+    Ok(picked.into_iter().map(|p| p as u32).collect())
+}
+
+/// The coreset as a training set (pair j = image j, text j).
+pub fn select(
+    method: CoresetMethod,
+    train: &CaptionedImages,
+    model: &TwoTower,
+    experts: &[Trajectory],
+    m: usize,
+    seed: u64,
+) -> Result<CaptionedImages> {
+    let idx = select_pairs(method, train, model, experts, m, seed)?;
+    let (x, e) = train.batch(&idx)?;
+    CaptionedImages::new(x, e, (0..idx.len() as u32).collect())
 }
 
 /// The rows of a `[N, D]` feature matrix as f32 vectors.

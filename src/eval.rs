@@ -141,20 +141,21 @@ pub fn recall_from_similarity(sim: &[f32], images: usize, owner: &[u32]) -> Resu
     ]))
 }
 
-/// Encodes all images and captions of `data` in chunks of `batch` and
-/// returns the cosine-similarity matrix `[images, captions]`.
-pub fn similarity(
+/// L2-normalised joint-space features of all images `[images, d]` and all
+/// captions `[captions, d]` of `data`, encoded in chunks of `batch`
+/// (evaluation mode, no graph).
+pub fn features(
     model: &TwoTower,
     params: &TowerParams,
     data: &CaptionedImages,
     batch: usize,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let enc = |t: &Tensor, f: &dyn Fn(&Tensor) -> Result<Tensor>| -> Result<Tensor> {
         let n = t.dim(0)?;
         let mut parts = Vec::new();
         let mut i = 0;
         while i < n {
-            let len = batch.min(n - i);
+            let len = batch.max(1).min(n - i);
             parts.push(crate::model::ops::l2_normalize(&f(&t.narrow(0, i, len)?)?)?);
             i += len;
         }
@@ -165,6 +166,18 @@ pub fn similarity(
     let ft = enc(&data.texts, &|e| {
         model.encode_texts(&params.text, e, Mode::Eval)
     })?;
+    Ok((fi, ft))
+}
+
+/// Encodes all images and captions of `data` in chunks of `batch` and
+/// returns the cosine-similarity matrix `[images, captions]`.
+pub fn similarity(
+    model: &TwoTower,
+    params: &TowerParams,
+    data: &CaptionedImages,
+    batch: usize,
+) -> Result<Tensor> {
+    let (fi, ft) = features(model, params, data, batch)?;
     Ok(fi.matmul(&ft.t()?)?)
 }
 

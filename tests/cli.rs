@@ -1,6 +1,8 @@
 //! The command line at the smoke profile: `experts` then `eval --method full`
 //! leave trajectories and a `full` row in results.json; `run` does every stage
-//! and writes pictures of the distilled set (`export` again); bad input fails clearly.
+//! (the four coresets included) and writes pictures of the distilled set
+//! (`export` again); `baselines` leaves a row per method and size; bad input
+//! fails clearly.
 
 use std::process::Command;
 
@@ -83,6 +85,61 @@ fn experts_then_eval_full_write_trajectories_and_results() {
 }
 
 #[test]
+fn baselines_leave_a_row_per_method_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = cli(&[
+        "baselines",
+        "--method",
+        "all",
+        "--pairs",
+        "100,200",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let got: Vec<(String, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["pairs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = Vec::new();
+    for n in [100, 200] {
+        for m in ["random", "herding", "kcenter", "forgetting"] {
+            want.push((m.to_string(), n));
+        }
+    }
+    assert_eq!(got, want);
+    // more pairs than the split has images: a clear error
+    let o = cli(&[
+        "baselines",
+        "--method",
+        "herding",
+        "--pairs",
+        "100000",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("requested"));
+}
+
+#[test]
 fn bad_settings_fail_with_a_message() {
     let o = cli(&["experts", "--profile", "huge"]);
     assert!(!o.status.success());
@@ -147,9 +204,20 @@ fn run_does_every_stage_and_writes_rows_and_a_report() {
         .iter()
         .map(|r| r["method"].as_str().unwrap())
         .collect();
-    assert_eq!(methods, ["distilled", "random", "full"]);
-    assert_eq!(rows[0]["pairs"], 20);
-    assert_eq!(rows[1]["pairs"], 20);
+    assert_eq!(
+        methods,
+        [
+            "distilled",
+            "random",
+            "herding",
+            "kcenter",
+            "forgetting",
+            "full"
+        ]
+    );
+    for r in &rows.as_array().unwrap()[..5] {
+        assert_eq!(r["pairs"], 20);
+    }
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("| distilled | 20 |") && report.contains("| full | all |"));
     // pictures of the set before and after, and the export folder

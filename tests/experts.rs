@@ -4,6 +4,7 @@
 
 use candle_core::Device;
 use vl_distill::config::Config;
+use vl_distill::coreset::{self, CoresetMethod};
 use vl_distill::eval::{evaluate, Recall};
 use vl_distill::experiment::Experiment;
 use vl_distill::expert::ExpertTrainer;
@@ -53,6 +54,29 @@ fn smoke_experts_learn_and_beat_chance_by_a_wide_margin() {
         );
         assert!(f.events().iter().any(|&e| e > 0));
     }
+    // the four coresets from these experts: M distinct images, valid pairs,
+    // the same for the same seed, a clear error when M exceeds the split
+    let n_img = exp.train.num_images();
+    for method in CoresetMethod::ALL {
+        let pick = |m: usize, seed: u64| {
+            coreset::select_pairs(method, &exp.train, &exp.model, &trajs, m, seed)
+        };
+        let a = pick(20, 1).unwrap();
+        assert_eq!(a.len(), 20, "{}", method.name());
+        assert!(a.iter().all(|&p| (p as usize) < exp.train.num_pairs()));
+        let mut images: Vec<u32> = a.iter().map(|&p| exp.train.owner[p as usize]).collect();
+        images.sort_unstable();
+        images.dedup();
+        assert_eq!(images.len(), 20, "{}: one pair per image", method.name());
+        assert_eq!(a, pick(20, 1).unwrap(), "{}", method.name());
+        let err = pick(n_img + 1, 1).unwrap_err().to_string();
+        assert!(err.contains("requested"), "{}: {err}", method.name());
+        let set = coreset::select(method, &exp.train, &exp.model, &trajs, 5, 2).unwrap();
+        assert_eq!(set.num_pairs(), 5);
+    }
+    assert!(
+        coreset::select_pairs(CoresetMethod::Herding, &exp.train, &exp.model, &[], 5, 0).is_err()
+    );
     // different seeds give different experts
     let d = trajs[0].epochs[0]
         .image

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vl_distill::config::Config;
-use vl_distill::coreset;
+use vl_distill::coreset::{self, CoresetMethod};
 use vl_distill::data::karpathy;
 use vl_distill::display::export::DEFAULT_NEAREST;
 use vl_distill::display::{distilled_grid, export_distilled};
@@ -46,18 +46,34 @@ enum Command {
         #[command(flatten)]
         common: Common,
         /// What to train on: `full` = the whole train split (the upper bound),
-        /// `distilled` = --out/distilled.safetensors, `random` = a random
-        /// coreset of `distill.pairs` real pairs.
+        /// `distilled` = --out/distilled.safetensors, or a coreset of
+        /// `distill.pairs` real pairs (`random`, `herding`, `kcenter`,
+        /// `forgetting`; all but random need the experts in --out).
         #[arg(long, value_enum, default_value = "full")]
         method: EvalMethod,
         /// Train fresh full-data models even when --out holds finished experts.
         #[arg(long)]
         retrain: bool,
     },
-    /// The whole pipeline: experts, distillation, then the distilled set, a
-    /// random coreset of the same size and the full data evaluated; writes
-    /// results.json and report.md. Reuses what --out already holds.
+    /// The whole pipeline: experts, distillation, then the distilled set,
+    /// the four coresets (random, herding, k-center, forgetting) of the same
+    /// size and the full data evaluated; writes results.json and report.md.
+    /// Reuses what --out already holds.
     Run(Common),
+    /// Evaluate coreset baselines of real pairs with the protocol of the
+    /// distilled set (trains the experts first if --out has none: herding
+    /// and k-center use the first expert's features, forgetting its
+    /// counts); appends a row per method and size to --out/results.json.
+    Baselines {
+        #[command(flatten)]
+        common: Common,
+        /// Which coreset, or `all` four.
+        #[arg(long, value_enum, default_value = "all")]
+        method: BaselineMethod,
+        /// Coreset sizes, comma-separated (default: `distill.pairs`).
+        #[arg(long, value_delimiter = ',')]
+        pairs: Vec<usize>,
+    },
     /// (Re)write the pictures of --out/distilled.safetensors:
     /// distilled_before.png, distilled_after.png and distilled/ (a PNG per
     /// pair, index.json, index.md with the nearest real captions). Uses
@@ -79,6 +95,38 @@ enum EvalMethod {
     Distilled,
     /// A random coreset of `distill.pairs` real pairs.
     Random,
+    /// A herding coreset of `distill.pairs` real pairs.
+    Herding,
+    /// A k-center coreset of `distill.pairs` real pairs.
+    Kcenter,
+    /// A forgetting coreset of `distill.pairs` real pairs.
+    Forgetting,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BaselineMethod {
+    /// Uniformly drawn pairs.
+    Random,
+    /// Herding in the first expert's feature space.
+    Herding,
+    /// k-center greedy in the same space.
+    Kcenter,
+    /// The pairs the first expert forgot most.
+    Forgetting,
+    /// All four.
+    All,
+}
+
+impl BaselineMethod {
+    fn methods(self) -> Vec<CoresetMethod> {
+        match self {
+            BaselineMethod::Random => vec![CoresetMethod::Random],
+            BaselineMethod::Herding => vec![CoresetMethod::Herding],
+            BaselineMethod::Kcenter => vec![CoresetMethod::KCenter],
+            BaselineMethod::Forgetting => vec![CoresetMethod::Forgetting],
+            BaselineMethod::All => CoresetMethod::ALL.to_vec(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -367,11 +415,12 @@ fn write_pictures(
 #[derive(Clone, Copy)]
 enum SmallSet {
     Distilled,
-    Random,
+    /// A coreset of this many pairs.
+    Coreset(CoresetMethod, usize),
 }
 
 /// Trains fresh models on the distilled set (with its learned α) or on a
-/// random coreset of the same size (with the experts' learning rates).
+/// coreset (with the experts' learning rates).
 fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<RecallStats> {
     let c = &exp.config;
     let (method, pairs, lr) = match which {
@@ -382,14 +431,34 @@ fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<Recal
             let lr = set.lr();
             ("distilled", set.as_pairs()?, lr)
         }
-        SmallSet::Random => (
-            "random",
-            coreset::random(&exp.train, c.distill.pairs, c.seed)?,
-            TowerLr {
-                image: c.experts.lr_image,
-                text: c.experts.lr_text,
-            },
-        ),
+        SmallSet::Coreset(m, n) => {
+            let experts = if m == CoresetMethod::Random {
+                Vec::new()
+            } else {
+                trajectory::load_all(out, &exp.device).with_context(|| {
+                    format!(
+                        "the {} coreset needs the experts in {}",
+                        m.name(),
+                        out.display()
+                    )
+                })?
+            };
+            let t0 = Instant::now();
+            let set = coreset::select(m, &exp.train, &exp.model, &experts, n, c.seed)?;
+            eprintln!(
+                "{} coreset: {n} pairs selected in {:.1} s",
+                m.name(),
+                t0.elapsed().as_secs_f64()
+            );
+            (
+                m.name(),
+                set,
+                TowerLr {
+                    image: c.experts.lr_image,
+                    text: c.experts.lr_text,
+                },
+            )
+        }
     };
     eprintln!(
         "eval {method}: {} pairs, {} seeds × {} epochs (α image {:.4}, text {:.4})",
@@ -554,8 +623,39 @@ fn main() -> Result<()> {
                 EvalMethod::Distilled => {
                     run_small_eval(&exp, &out, SmallSet::Distilled)?;
                 }
-                EvalMethod::Random => {
-                    run_small_eval(&exp, &out, SmallSet::Random)?;
+                EvalMethod::Random
+                | EvalMethod::Herding
+                | EvalMethod::Kcenter
+                | EvalMethod::Forgetting => {
+                    let m = match method {
+                        EvalMethod::Random => CoresetMethod::Random,
+                        EvalMethod::Herding => CoresetMethod::Herding,
+                        EvalMethod::Kcenter => CoresetMethod::KCenter,
+                        _ => CoresetMethod::Forgetting,
+                    };
+                    let n = exp.config.distill.pairs;
+                    run_small_eval(&exp, &out, SmallSet::Coreset(m, n))?;
+                }
+            }
+        }
+        Command::Baselines {
+            common,
+            method,
+            pairs,
+        } => {
+            let (exp, out) = common.experiment()?;
+            let methods = method.methods();
+            if methods.iter().any(|m| *m != CoresetMethod::Random) {
+                run_experts(&exp, &out, common.quiet)?;
+            }
+            let sizes = if pairs.is_empty() {
+                vec![exp.config.distill.pairs]
+            } else {
+                pairs
+            };
+            for n in sizes {
+                for m in &methods {
+                    run_small_eval(&exp, &out, SmallSet::Coreset(*m, n))?;
                 }
             }
         }
@@ -586,21 +686,19 @@ fn main() -> Result<()> {
             let t0 = Instant::now();
             let distilled = run_small_eval(&exp, &out, SmallSet::Distilled)?;
             timed("evaluate distilled", t0);
-            let t0 = Instant::now();
-            let random = run_small_eval(&exp, &out, SmallSet::Random)?;
-            timed("evaluate random coreset", t0);
+            let n = exp.config.distill.pairs;
+            let mut rows = vec![("distilled", Some(n), distilled)];
+            for m in CoresetMethod::ALL {
+                let t0 = Instant::now();
+                let stats = run_small_eval(&exp, &out, SmallSet::Coreset(m, n))?;
+                timed(&format!("evaluate {} coreset", m.name()), t0);
+                rows.push((m.name(), Some(n), stats));
+            }
             let t0 = Instant::now();
             let full = run_full_eval(&exp, &out, false)?;
             timed("evaluate full data", t0);
-            let report = report_markdown(
-                &exp,
-                &[
-                    ("distilled", Some(exp.config.distill.pairs), distilled),
-                    ("random", Some(exp.config.distill.pairs), random),
-                    ("full", None, full),
-                ],
-                &times,
-            );
+            rows.push(("full", None, full));
+            let report = report_markdown(&exp, &rows, &times);
             std::fs::write(out.join("report.md"), report)
                 .with_context(|| format!("writing {}/report.md", out.display()))?;
             eprintln!(
