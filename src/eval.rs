@@ -42,7 +42,8 @@ impl Recall {
         ]
     }
 
-    fn from_values(v: [f64; 6]) -> Self {
+    /// A recall from its six values in [`Recall::values`] order.
+    pub fn from_values(v: [f64; 6]) -> Self {
         Recall {
             tr_r1: v[0],
             tr_r5: v[1],

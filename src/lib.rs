@@ -62,8 +62,10 @@ pub use error::{Error, Result};
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {
     pub use crate::config::Config;
+    pub use crate::coreset::CoresetMethod;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
+    pub use crate::display::comparison::ComparisonTable;
     pub use crate::display::{distilled_grid, export_distilled, nearest_captions, ImageGrid};
     pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};

@@ -220,6 +220,9 @@ fn run_does_every_stage_and_writes_rows_and_a_report() {
     }
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("| distilled | 20 |") && report.contains("| full | all |"));
+    assert!(
+        report.contains("Distilled against the coresets") && report.contains("| scenes | 20 |")
+    );
     // pictures of the set before and after, and the export folder
     let before = image::open(dir.path().join("distilled_before.png")).unwrap();
     let after = image::open(dir.path().join("distilled_after.png")).unwrap();

@@ -7,6 +7,7 @@ use std::time::Instant;
 use vl_distill::config::Config;
 use vl_distill::coreset::{self, CoresetMethod};
 use vl_distill::data::karpathy;
+use vl_distill::display::comparison::ComparisonTable;
 use vl_distill::display::export::DEFAULT_NEAREST;
 use vl_distill::display::{distilled_grid, export_distilled};
 use vl_distill::distill::{DistilledSet, Distiller};
@@ -698,7 +699,11 @@ fn main() -> Result<()> {
             let full = run_full_eval(&exp, &out, false)?;
             timed("evaluate full data", t0);
             rows.push(("full", None, full));
-            let report = report_markdown(&exp, &rows, &times);
+            let mut report = report_markdown(&exp, &rows, &times);
+            let table = ComparisonTable::from_results(&out, 1)?;
+            report.push_str(&format!(
+                "\n## Distilled against the coresets (Recall@1, mean ± std; best in bold)\n\n{table}"
+            ));
             std::fs::write(out.join("report.md"), report)
                 .with_context(|| format!("writing {}/report.md", out.display()))?;
             eprintln!(

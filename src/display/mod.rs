@@ -8,6 +8,7 @@
 //! factor with nearest neighbour: the pixels a model sees stay visible as
 //! pixels, not blurred.
 
+pub mod comparison;
 pub mod export;
 pub mod grid;
 pub mod text;
