@@ -239,6 +239,16 @@ impl ComparisonTable {
     }
 }
 
+impl ComparisonTable {
+    /// Shows the table inline in an evcxr Jupyter notebook, as HTML.
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+            self.to_html()
+        );
+    }
+}
+
 impl std::fmt::Display for ComparisonTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_markdown())

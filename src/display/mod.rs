@@ -11,6 +11,7 @@
 pub mod comparison;
 pub mod export;
 pub mod grid;
+pub mod plot;
 pub mod text;
 
 pub use export::{
