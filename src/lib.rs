@@ -66,6 +66,7 @@ pub mod prelude {
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
     pub use crate::display::comparison::ComparisonTable;
+    pub use crate::display::plot::LinePlot;
     pub use crate::display::{distilled_grid, export_distilled, nearest_captions, ImageGrid};
     pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};
