@@ -48,9 +48,14 @@ pub fn random_pairs(train: &CaptionedImages, m: usize, seed: u64) -> Result<Vec<
 
 /// The random coreset of `m` pairs as a training set (pair j = image j, text j).
 pub fn random(train: &CaptionedImages, m: usize, seed: u64) -> Result<CaptionedImages> {
-    let idx = random_pairs(train, m, seed)?;
-    let (x, e) = train.batch(&idx)?;
-    CaptionedImages::new(x, e, (0..m as u32).collect())
+    as_set(train, &random_pairs(train, m, seed)?)
+}
+
+/// The pairs `idx` of `train` as a training set of their own (pair j =
+/// image j, text j).
+fn as_set(train: &CaptionedImages, idx: &[u32]) -> Result<CaptionedImages> {
+    let (x, e) = train.batch(idx)?;
+    CaptionedImages::new(x, e, (0..idx.len() as u32).collect())
 }
 
 /// The coreset selections the distilled set is compared with.
@@ -177,9 +182,10 @@ pub fn select(
     m: usize,
     seed: u64,
 ) -> Result<CaptionedImages> {
-    let idx = select_pairs(method, train, model, experts, m, seed)?;
-    let (x, e) = train.batch(&idx)?;
-    CaptionedImages::new(x, e, (0..idx.len() as u32).collect())
+    as_set(
+        train,
+        &select_pairs(method, train, model, experts, m, seed)?,
+    )
 }
 
 /// The rows of a `[N, D]` feature matrix as f32 vectors.

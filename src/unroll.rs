@@ -140,19 +140,7 @@ pub fn unroll_forward(
     batches: &[StepBatch],
     lr: TowerLr,
 ) -> Result<(Vec<TowerParams>, Vec<f64>)> {
-    let mut snaps = vec![theta0.detach()];
-    let mut losses = Vec::with_capacity(batches.len());
-    for (n, b) in batches.iter().enumerate() {
-        let (next, l) = student_step(model, &snaps[n], images, texts, b, lr)?;
-        if !l.is_finite() {
-            return Err(Error::NonFinite {
-                step: format!("student step {n}"),
-                what: "contrastive loss".into(),
-            });
-        }
-        snaps.push(next);
-        losses.push(l);
-    }
+    let (snaps, losses, _) = unroll_forward_keeping(model, theta0, images, texts, batches, lr, 0)?;
     Ok((snaps, losses))
 }
 

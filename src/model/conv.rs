@@ -18,7 +18,8 @@
 //! own: benches/NOTES.md, attempts 6 and 10). Samples run in parallel on
 //! rayon's pool, each gemm on one thread.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use super::kernel::{check, slice, Real};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// The geometry of a k×k, stride-1 convolution with zero padding.
@@ -112,11 +113,6 @@ impl Geometry {
         });
     }
 }
-
-/// The float types the kernels run on.
-trait Real: WithDType + Default + std::ops::AddAssign {}
-impl Real for f32 {}
-impl Real for f64 {}
 
 /// Row-major `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, where `lhs` and
 /// `rhs` are given by their (row, column) strides, on the calling thread.
@@ -232,21 +228,6 @@ fn conv_w<T: Real>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
     dw
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("conv: inputs must be contiguous"),
-    }
-}
-
-/// Checks that `l` has `dims`, naming the operand in the error.
-fn check(what: &str, l: &Layout, dims: &[usize]) -> candle_core::Result<()> {
-    if l.dims() != dims {
-        candle_core::bail!("conv: {what} is {:?}, expected {:?}", l.dims(), dims);
-    }
-    Ok(())
-}
-
 /// Which of the three ops (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -315,15 +296,15 @@ impl CustomOp2 for BilinearConv {
                 g.weight_dims().into(),
             ),
         };
-        check(first.0, l1, &first.1)?;
-        check(second.0, l2, &second.1)?;
+        check("conv", first.0, l1, &first.1)?;
+        check("conv", second.0, l2, &second.1)?;
         let out_storage = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.run(slice::<f32>(s1, l1)?, slice::<f32>(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.run(slice::<f64>(s1, l1)?, slice::<f64>(s2, l2)?))
-            }
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(
+                self.run(slice::<f32>("conv", s1, l1)?, slice::<f32>("conv", s2, l2)?),
+            ),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(
+                self.run(slice::<f64>("conv", s1, l1)?, slice::<f64>("conv", s2, l2)?),
+            ),
             _ => candle_core::bail!("conv: only f32 and f64 of one dtype"),
         };
         Ok((out_storage, Shape::from(out)))
@@ -383,22 +364,8 @@ pub fn conv2d_cpu(x: &Tensor, w: &Tensor, padding: usize) -> candle_core::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernel::max_diff;
     use candle_core::{DType, Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     #[test]
     fn matches_candle_conv() -> candle_core::Result<()> {

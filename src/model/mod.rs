@@ -7,6 +7,7 @@
 
 mod conv;
 pub mod convnet;
+mod kernel;
 mod norm_block;
 pub mod ops;
 pub mod params;

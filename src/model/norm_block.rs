@@ -33,33 +33,13 @@
 //! A bias added to `z` before the norm cancels exactly, so the ConvNet
 //! leaves the convolution's bias out of this path (its gradient is zero).
 
+use super::kernel::{check, cpu, slice, storage_slice, Real};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+/// The kernels' name in errors.
+const OP: &str = "norm block";
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
-
-/// The float types the kernels run on.
-trait Real: Copy + Default + Send + Sync + 'static {
-    fn to_f64(self) -> f64;
-    fn of(v: f64) -> Self;
-}
-
-impl Real for f32 {
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-}
-
-impl Real for f64 {
-    fn to_f64(self) -> f64 {
-        self
-    }
-    fn of(v: f64) -> Self {
-        v
-    }
-}
 
 /// The sizes of one call: `batch × channels` groups of `height × width`
 /// pixels, pooled to `height/2 × width/2` (odd last rows / columns dropped).
@@ -76,7 +56,7 @@ impl Dims {
     fn of(layout: &Layout, eps: f64) -> candle_core::Result<Self> {
         let (batch, channels, height, width) = layout.shape().dims4()?;
         if height < 2 || width < 2 {
-            candle_core::bail!("norm block: {height}×{width} is too small to pool 2×2");
+            candle_core::bail!("{OP}: {height}×{width} is too small to pool 2×2");
         }
         Ok(Dims {
             batch,
@@ -138,7 +118,7 @@ fn pool<T: Real>(src: &[f64], d: &Dims, out: &mut [T]) {
         let (r0, r1) = (&src[2 * py * w..], &src[(2 * py + 1) * w..]);
         for (px, o) in out[py * pw..(py + 1) * pw].iter_mut().enumerate() {
             let x = 2 * px;
-            *o = T::of(0.25 * (r0[x] + r0[x + 1] + r1[x] + r1[x + 1]));
+            *o = T::from_f64(0.25 * (r0[x] + r0[x + 1] + r1[x] + r1[x + 1]));
         }
     }
 }
@@ -237,7 +217,7 @@ fn per_channel<T: Real>(parts: &[(f64, f64)], channels: usize) -> Vec<T> {
         out[g % channels] += a;
         out[channels + g % channels] += b;
     }
-    out.into_iter().map(T::of).collect()
+    out.into_iter().map(T::from_f64).collect()
 }
 
 /// G: `(dz, [dγ; dβ])`.
@@ -258,7 +238,7 @@ fn vjp<T: Real>(z: &[T], gb: &[T], dy: &[T], d: &Dims) -> (Vec<T>, Vec<T>) {
             let k = gamma * grp.rstd;
             let (ma, mb) = (sdu / n as f64, sdux / n as f64);
             for ((o, du), xh) in dz.iter_mut().zip(&grp.du).zip(&grp.xhat) {
-                *o = T::of(k * (du - ma - xh * mb));
+                *o = T::from_f64(k * (du - ma - xh * mb));
             }
         });
     (dz, per_channel(&parts, d.channels))
@@ -333,41 +313,20 @@ fn vjp_of_vjp<T: Real>(
                 let hx_mean = dot(&grp.tmp, &grp.xhat) / nf;
                 let s = -gamma * e * grp.rstd * grp.rstd / nf;
                 for ((o, h), x) in d_z.iter_mut().zip(&grp.tmp).zip(&grp.xhat) {
-                    *o = T::of((h - h_mean - x * hx_mean) * grp.rstd + s * x);
+                    *o = T::from_f64((h - h_mean - x * hx_mean) * grp.rstd + s * x);
                 }
             },
         );
     (d_z, per_channel(&parts, d.channels), d_dy)
 }
 
-fn slice<'a, T>(s: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => candle_core::bail!("norm block: inputs must be contiguous"),
-    }
-}
-
 fn check_gb(d: &Dims, l: &Layout) -> candle_core::Result<()> {
-    if l.dims() != [2, d.channels] {
-        candle_core::bail!(
-            "norm block: γβ is {:?}, expected [2, {}]",
-            l.dims(),
-            d.channels
-        );
-    }
-    Ok(())
+    check(OP, "γβ", l, &[2, d.channels])
 }
 
 fn check_dy(d: &Dims, l: &Layout) -> candle_core::Result<()> {
     let (ph, pw) = d.pooled();
-    if l.dims() != [d.batch, d.channels, ph, pw] {
-        candle_core::bail!(
-            "norm block: gradient is {:?}, expected {:?}",
-            l.dims(),
-            [d.batch, d.channels, ph, pw]
-        );
-    }
-    Ok(())
+    check(OP, "gradient", l, &[d.batch, d.channels, ph, pw])
 }
 
 /// F as a candle op: inputs `z: [B, C, H, W]`, `γβ: [2, C]`.
@@ -391,14 +350,18 @@ impl CustomOp2 for Block {
         let d = Dims::of(zl, self.eps)?;
         check_gb(&d, gl)?;
         let (ph, pw) = d.pooled();
-        let out = match (zs, gs) {
-            (CpuStorage::F32(z), CpuStorage::F32(g)) => {
-                CpuStorage::F32(forward(slice(z, zl)?, slice(g, gl)?, &d))
-            }
-            (CpuStorage::F64(z), CpuStorage::F64(g)) => {
-                CpuStorage::F64(forward(slice(z, zl)?, slice(g, gl)?, &d))
-            }
-            _ => candle_core::bail!("norm block: only f32 and f64 of one dtype"),
+        let out = match zs {
+            CpuStorage::F32(_) => CpuStorage::F32(forward(
+                slice::<f32>(OP, zs, zl)?,
+                slice::<f32>(OP, gs, gl)?,
+                &d,
+            )),
+            CpuStorage::F64(_) => CpuStorage::F64(forward(
+                slice::<f64>(OP, zs, zl)?,
+                slice::<f64>(OP, gs, gl)?,
+                &d,
+            )),
+            _ => candle_core::bail!("{OP}: only f32 and f64"),
         };
         Ok((out, Shape::from((d.batch, d.channels, ph, pw))))
     }
@@ -415,14 +378,12 @@ impl CustomOp2 for Block {
             let (zs, zl) = z.storage_and_layout();
             let (gs, gl) = gb.storage_and_layout();
             let (ys, yl) = dy.storage_and_layout();
-            match (&*zs, &*gs, &*ys) {
-                (
-                    candle_core::Storage::Cpu(zs),
-                    candle_core::Storage::Cpu(gs),
-                    candle_core::Storage::Cpu(ys),
-                ) => vjp_storage((zs, zl), (gs, gl), (ys, yl), self.eps)?,
-                _ => candle_core::bail!("norm block: CPU tensors only"),
-            }
+            vjp_storage(
+                (cpu(OP, &zs)?, zl),
+                (cpu(OP, &gs)?, gl),
+                (cpu(OP, &ys)?, yl),
+                self.eps,
+            )?
         };
         let dz = z.apply_op3(&gb, &dy, BlockVjp::new(self.eps, true, Some(dz)))?;
         let dgb = z.apply_op3(&gb, &dy, BlockVjp::new(self.eps, false, Some(dgb)))?;
@@ -460,16 +421,24 @@ fn vjp_storage(
     let d = Dims::of(zl, eps)?;
     check_gb(&d, gl)?;
     check_dy(&d, yl)?;
-    Ok(match (zs, gs, ys) {
-        (CpuStorage::F32(z), CpuStorage::F32(g), CpuStorage::F32(y)) => {
-            let (a, b) = vjp(slice(z, zl)?, slice(g, gl)?, slice(y, yl)?, &d);
+    fn typed<T: Real>(
+        s: [(&CpuStorage, &Layout); 3],
+        d: &Dims,
+    ) -> candle_core::Result<(Vec<T>, Vec<T>)> {
+        let [z, g, y] = s.map(|(s, l)| slice::<T>(OP, s, l));
+        Ok(vjp(z?, g?, y?, d))
+    }
+    let args = [(zs, zl), (gs, gl), (ys, yl)];
+    Ok(match zs {
+        CpuStorage::F32(_) => {
+            let (a, b) = typed::<f32>(args, &d)?;
             (CpuStorage::F32(a), CpuStorage::F32(b))
         }
-        (CpuStorage::F64(z), CpuStorage::F64(g), CpuStorage::F64(y)) => {
-            let (a, b) = vjp(slice(z, zl)?, slice(g, gl)?, slice(y, yl)?, &d);
+        CpuStorage::F64(_) => {
+            let (a, b) = typed::<f64>(args, &d)?;
             (CpuStorage::F64(a), CpuStorage::F64(b))
         }
-        _ => candle_core::bail!("norm block: only f32 and f64 of one dtype"),
+        _ => candle_core::bail!("{OP}: only f32 and f64"),
     })
 }
 
@@ -496,7 +465,7 @@ impl CustomOp3 for BlockVjp {
         let ready = self
             .ready
             .lock()
-            .map_err(|_| candle_core::Error::Msg("norm block: poisoned".into()))?
+            .map_err(|_| candle_core::Error::Msg(format!("{OP}: a lock was poisoned")))?
             .take();
         if let Some(out) = ready {
             return Ok((out, shape));
@@ -516,7 +485,7 @@ impl CustomOp3 for BlockVjp {
         let (dz, dg, ddy) = match z.dtype() {
             candle_core::DType::F32 => second::<f32>(z, gb, dy, grad, self.eps, self.want_z)?,
             candle_core::DType::F64 => second::<f64>(z, gb, dy, grad, self.eps, self.want_z)?,
-            dt => candle_core::bail!("norm block: {dt:?} is not supported"),
+            dt => candle_core::bail!("{OP}: {dt:?} is not supported"),
         };
         Ok((Some(dz), Some(dg), Some(ddy)))
     }
@@ -524,7 +493,7 @@ impl CustomOp3 for BlockVjp {
 
 /// G's backward on tensors: `grad` is the cotangent of `dz` (`want_z`) or of
 /// `[dγ; dβ]`. The results carry no graph (see the module doc).
-fn second<T: Real + candle_core::WithDType>(
+fn second<T: Real>(
     z: &Tensor,
     gb: &Tensor,
     dy: &Tensor,
@@ -544,10 +513,10 @@ fn second<T: Real + candle_core::WithDType>(
     let (ys, yl) = dy.storage_and_layout();
     let (cs, cl) = grad.storage_and_layout();
     let (z_, g_, y_, c_) = (
-        cpu_slice::<T>(&zs, zl)?,
-        cpu_slice::<T>(&gs, gl)?,
-        cpu_slice::<T>(&ys, yl)?,
-        cpu_slice::<T>(&cs, cl)?,
+        storage_slice::<T>(OP, &zs, zl)?,
+        storage_slice::<T>(OP, &gs, gl)?,
+        storage_slice::<T>(OP, &ys, yl)?,
+        storage_slice::<T>(OP, &cs, cl)?,
     );
     let (dz, dg, ddy) = if want_z {
         vjp_of_vjp(z_, g_, y_, &d, Some(c_), None)
@@ -560,16 +529,6 @@ fn second<T: Real + candle_core::WithDType>(
         Tensor::from_vec(dg, gb.dims(), dev)?,
         Tensor::from_vec(ddy, dy.dims(), dev)?,
     ))
-}
-
-fn cpu_slice<'a, T: candle_core::WithDType>(
-    s: &'a candle_core::Storage,
-    l: &Layout,
-) -> candle_core::Result<&'a [T]> {
-    match s {
-        candle_core::Storage::Cpu(c) => slice(c.as_slice::<T>()?, l),
-        _ => candle_core::bail!("norm block: CPU tensors only"),
-    }
 }
 
 /// Instance norm (per-channel affine `gamma`, `beta`) → ReLU → 2×2 average
@@ -589,25 +548,13 @@ pub fn norm_relu_pool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernel::max_diff;
     use crate::model::ops;
     use candle_core::{Device, Var};
 
     fn composite(z: &Tensor, g: &Tensor, b: &Tensor) -> Tensor {
         let h = ops::instance_norm(z, g, b, 1e-5).unwrap().relu().unwrap();
         ops::avg_pool2x2(&h).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
     }
 
     #[test]
