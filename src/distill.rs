@@ -424,6 +424,18 @@ impl Distiller {
         })
     }
 
+    /// A short digest of everything that decides this distillation's result
+    /// (the distill settings but its length and logging, seed, dataset,
+    /// model, experts): equal digests, equal checkpoints.
+    pub fn fingerprint_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.fingerprint.as_bytes())
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Keeps a checkpoint at `path` (every `distill.checkpoint_every`
     /// iterations and at the end, written atomically) and, when one is
     /// already there, resumes from it. A checkpoint of another configuration,

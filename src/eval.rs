@@ -327,6 +327,29 @@ impl ResultRow {
             text_encoder: text_encoder.into(),
         }
     }
+
+    /// The row's recall as mean ± std statistics.
+    pub fn stats(&self) -> RecallStats {
+        RecallStats {
+            mean: Recall::from_values([
+                self.tr_r1,
+                self.tr_r5,
+                self.tr_r10,
+                self.ir_r1,
+                self.ir_r5,
+                self.ir_r10,
+            ]),
+            std: Recall::from_values([
+                self.tr_r1_std,
+                self.tr_r5_std,
+                self.tr_r10_std,
+                self.ir_r1_std,
+                self.ir_r5_std,
+                self.ir_r10_std,
+            ]),
+            seeds: self.seeds,
+        }
+    }
 }
 
 /// Reads `dir/results.json` (an empty list when absent).

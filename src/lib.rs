@@ -29,8 +29,9 @@
 //! (stage 2), [`coreset`] (real-pair baselines), [`eval`] and [`evaluator`]
 //! (retrieval recall and the evaluation protocol), [`display`] (image grids
 //! shown inline in evcxr or saved as PNG, the export of a distilled set with
-//! the nearest real captions), [`progress`] and [`alloc`] (terminal output,
-//! allocator tuning).
+//! the nearest real captions, recall tables, plots), [`notebook`] (profile
+//! and work folder of a notebook), [`progress`] and [`alloc`] (terminal
+//! output, allocator tuning).
 
 #![warn(missing_docs)]
 
@@ -49,6 +50,7 @@ pub mod expert;
 pub mod io;
 pub mod loss;
 pub mod model;
+pub mod notebook;
 pub mod pairs;
 pub mod progress;
 pub mod second_order;
@@ -59,15 +61,24 @@ pub mod unroll;
 
 pub use error::{Error, Result};
 
+// The crates whose types appear in the public API, for notebooks and
+// programs that depend only on this crate (`vl_distill::candle_core::Tensor`,
+// `vl_distill::polars::prelude::DataFrame`, `vl_distill::image::RgbImage`).
+pub use candle_core;
+pub use image;
+pub use polars;
+
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {
-    pub use crate::config::Config;
+    pub use crate::config::{Config, InitKind};
     pub use crate::coreset::CoresetMethod;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
     pub use crate::display::comparison::ComparisonTable;
     pub use crate::display::plot::LinePlot;
-    pub use crate::display::{distilled_grid, export_distilled, nearest_captions, ImageGrid};
+    pub use crate::display::{
+        distilled_grid, export_distilled, nearest_captions, ImageGrid, RecallTable,
+    };
     pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};
     pub use crate::eval::{evaluate, Recall, RecallStats, ResultRow};
@@ -75,6 +86,9 @@ pub mod prelude {
     pub use crate::experiment::Experiment;
     pub use crate::expert::ExpertTrainer;
     pub use crate::model::{Modality, ParamSet, TowerParams, TwoTower};
+    pub use crate::notebook::Workspace;
     pub use crate::pairs::CaptionedImages;
+    pub use crate::train::TowerLr;
     pub use crate::trajectory::Trajectory;
+    pub use candle_core::Tensor;
 }

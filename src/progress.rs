@@ -1,8 +1,18 @@
 //! Terminal progress for long stages: a bar while stderr is a terminal, and
 //! log lines that are printed either way (above the bar, or plainly when
-//! the output goes to a file or a notebook).
+//! the output goes to a file or a notebook). Log lines go to stderr, or to
+//! stdout when the environment variable [`LOG_VAR`] is `stdout` (the
+//! notebook kernel sets it, so that progress and results share one stream
+//! and keep their order).
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The environment variable that sends log lines to stdout (`stdout`).
+pub const LOG_VAR: &str = "VL_DISTILL_LOG";
+
+fn to_stdout() -> bool {
+    std::env::var_os(LOG_VAR).is_some_and(|v| v == "stdout")
+}
 
 /// A progress bar that may be switched off, plus log lines.
 pub struct Progress {
@@ -39,6 +49,7 @@ impl Progress {
     pub fn log(&self, line: &str) {
         match &self.bar {
             Some(pb) if !pb.is_hidden() => pb.println(line),
+            _ if self.log && to_stdout() => println!("{line}"),
             _ if self.log => eprintln!("{line}"),
             _ => {}
         }

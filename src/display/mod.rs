@@ -12,6 +12,7 @@ pub mod comparison;
 pub mod export;
 pub mod grid;
 pub mod plot;
+pub mod recall_table;
 pub mod text;
 
 pub use export::{
@@ -19,6 +20,7 @@ pub use export::{
     NearestCaption,
 };
 pub use grid::{GridLayout, ImageGrid, Tile};
+pub use recall_table::RecallTable;
 
 use crate::error::{Error, Result};
 use image::RgbImage;

@@ -4,6 +4,7 @@
 
 use crate::distill::DistillReport;
 use crate::error::{Error, Result};
+use crate::eval::ResultRow;
 use crate::trajectory::Trajectory;
 use plotters::prelude::*;
 use std::path::Path;
@@ -100,6 +101,40 @@ impl LinePlot {
                 p.with_series(&format!("expert {}", t.meta.expert), pts)
             },
         )
+    }
+
+    /// Mean recall against the number of training pairs, one curve per
+    /// method of `rows` (distilled, random, …; rows without a pair count,
+    /// such as `full`, are left out). `column` names the recall as in
+    /// [`recall_table::COLUMNS`](super::recall_table::COLUMNS): `"TR R@1"`,
+    /// `"IR R@10"`, ….
+    pub fn recall_vs_pairs(rows: &[ResultRow], column: &str) -> Result<Self> {
+        let c = super::recall_table::COLUMNS
+            .iter()
+            .position(|n| *n == column)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "no recall column {column:?}; choose one of {:?}",
+                    super::recall_table::COLUMNS
+                ))
+            })?;
+        let mut methods: Vec<&str> = Vec::new();
+        for r in rows {
+            if r.pairs.is_some() && !methods.contains(&r.method.as_str()) {
+                methods.push(&r.method);
+            }
+        }
+        let mut plot = LinePlot::new(&format!("{column} against pairs"), "pairs", column);
+        for m in methods {
+            let mut pts: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.method == m)
+                .filter_map(|r| Some((r.pairs? as f64, r.stats().mean.values()[c])))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            plot = plot.with_series(m, pts);
+        }
+        Ok(plot)
     }
 
     /// The ranges of all finite points, widened when flat.

@@ -1,0 +1,2 @@
+//! vl-distill re-exported from one shared library (see Cargo.toml).
+pub use vl_distill::*;
