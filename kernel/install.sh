@@ -21,6 +21,7 @@
 #                        (default 2; 0 compiles faster and runs candle far slower:
 #                        README, "Notebooks")
 #   VL_KERNEL_CACHE_MIB  size of evcxr's compilation cache in ~/.cache/evcxr (default 8192)
+#   VL_KERNEL_TARGET_CPU the CPU to compile for (default native, as .cargo/config.toml does)
 set -euo pipefail
 
 EVCXR_VERSION=0.22.0
@@ -28,6 +29,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ENV_DIR="$ROOT/.kernel-env"
 OPT=${VL_KERNEL_OPT:-2}
 CACHE_MIB=${VL_KERNEL_CACHE_MIB:-8192}
+TARGET_CPU=${VL_KERNEL_TARGET_CPU:-native}
 NAME=rust-vl-distill
 USER_SPEC=1
 for arg in "$@"; do
@@ -82,6 +84,7 @@ step "evcxr config in $CFG (opt level $OPT, cache $CACHE_MIB MiB)"
 cat > "$CFG/init.evcxr" <<EOF
 :opt $OPT
 :cache $CACHE_MIB
+:build_env RUSTFLAGS=-Cprefer-dynamic -Ctarget-cpu=$TARGET_CPU
 :dep vl_distill = { path = "$ROOT/kernel/dylib", package = "vl-distill-dylib" }
 EOF
 cat > "$CFG/prelude.rs" <<'EOF'
@@ -103,6 +106,8 @@ spec = {
         "EVCXR_CONFIG_DIR": "$CFG",
         "VL_DISTILL_WORKDIR": "$ROOT/out/notebooks",
         "VL_DISTILL_LOG": "stdout",
+        "CARGO_PROFILE_DEV_DEBUG_ASSERTIONS": "false",
+        "CARGO_PROFILE_DEV_OVERFLOW_CHECKS": "false",
     },
 }
 with open(sys.argv[1], "w") as f:

@@ -238,6 +238,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recall_against_pairs_has_a_sorted_curve_per_method() {
+        use crate::eval::{Recall, RecallStats};
+        let row = |method: &str, pairs: Option<usize>, tr1: f64| {
+            let s = RecallStats::from_runs(&[Recall::from_values([
+                tr1,
+                0.0,
+                0.0,
+                tr1 / 2.0,
+                0.0,
+                0.0,
+            ])])
+            .unwrap();
+            ResultRow::new(method, pairs, &s, "smoke", "scenes", "convnet", "hashed")
+        };
+        let rows = [
+            row("distilled", Some(500), 9.0),
+            row("distilled", Some(100), 5.0),
+            row("random", Some(100), 1.0),
+            row("full", None, 20.0),
+        ];
+        let p = LinePlot::recall_vs_pairs(&rows, "TR R@1").unwrap();
+        assert_eq!(p.series.len(), 2, "no curve for the full data");
+        assert_eq!(p.series[0].name, "distilled");
+        assert_eq!(p.series[0].points, vec![(100.0, 5.0), (500.0, 9.0)]);
+        let ir = LinePlot::recall_vs_pairs(&rows, "IR R@1").unwrap();
+        assert_eq!(ir.series[1].points, vec![(100.0, 0.5)]);
+        assert!(LinePlot::recall_vs_pairs(&rows, "TR R@2").is_err());
+    }
+
+    #[test]
     fn draws_every_series_and_refuses_an_empty_plot() {
         let p = LinePlot::new("loss", "iteration", "value")
             .with_series(

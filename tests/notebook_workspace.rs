@@ -1,0 +1,91 @@
+//! The notebooks' `Workspace`: experts trained once and then loaded,
+//! distillations found again by their setup whatever name they were given,
+//! and a changed setting never reusing an earlier result.
+
+use vl_distill::notebook::Workspace;
+
+fn max_diff(a: &vl_distill::candle_core::Tensor, b: &vl_distill::candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn experts_and_distillations_are_cached_by_setup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspace::new("smoke", tmp.path()).unwrap();
+    let mut config = ws.config().unwrap();
+    config
+        .apply_overrides(&["experts.epochs=3", "distill.iterations=3"])
+        .unwrap();
+    let exp = ws.experiment(config).unwrap();
+
+    // experts: trained into the setup's folder, then loaded from it
+    let experts = ws.experts(&exp).unwrap();
+    let dir = ws.experts_dir(&exp);
+    assert_eq!(experts.len(), exp.config.experts.num_experts);
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert!(files >= experts.len(), "{files} files in {}", dir.display());
+    let again = ws.experts(&exp).unwrap();
+    for (a, b) in experts.iter().zip(&again) {
+        let (x, y) = (a.epochs.last().unwrap(), b.epochs.last().unwrap());
+        for (p, q) in x.image.tensors().iter().zip(y.image.tensors()) {
+            assert_eq!(max_diff(p, q), 0.0);
+        }
+    }
+    // other expert settings: another folder
+    let mut other = exp.clone();
+    other.config.experts.lr_image *= 2.0;
+    assert_ne!(ws.experts_dir(&other), dir);
+
+    // a distillation, then the same setup under another name: loaded, equal
+    let first = ws.distill(&exp, &experts, "first").unwrap();
+    assert!(first.is_done());
+    assert_eq!(first.history.len(), 3);
+    let loaded = ws.distill(&exp, &experts, "second name").unwrap();
+    assert_eq!(loaded.history.len(), 3);
+    assert_eq!(max_diff(&loaded.set.images, &first.set.images), 0.0);
+    assert_eq!(max_diff(&loaded.set.texts, &first.set.texts), 0.0);
+    let ckpts = std::fs::read_dir(ws.dir.join("distill")).unwrap().count();
+    assert_eq!(ckpts, 1);
+
+    // a changed setting: a new run beside the old one, with another result
+    let mut e = exp.clone();
+    e.config.distill.lr_images *= 10.0;
+    let changed = ws.distill(&e, &experts, "faster").unwrap();
+    assert!(max_diff(&changed.set.images, &first.set.images) > 0.0);
+    let ckpts = std::fs::read_dir(ws.dir.join("distill")).unwrap().count();
+    assert_eq!(ckpts, 2);
+
+    // more iterations of the same setup continue the finished run
+    let mut longer = exp.clone();
+    longer.config.distill.iterations = 5;
+    let continued = ws.distill(&longer, &experts, "first").unwrap();
+    assert_eq!(continued.history.len(), 5);
+    let losses =
+        |h: &[vl_distill::distill::DistillReport]| h.iter().map(|r| r.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&continued.history[..3]), losses(&first.history));
+}
+
+#[test]
+fn evaluation_of_a_coreset_beats_chance_at_the_smoke_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspace::new("smoke", tmp.path()).unwrap();
+    let exp = ws.experiment(ws.config().unwrap()).unwrap();
+    let stats = ws
+        .evaluate_coreset(&exp, &[], vl_distill::coreset::CoresetMethod::Random, 100)
+        .unwrap();
+    let chance = vl_distill::eval::Recall::chance(exp.test.num_images(), exp.test.num_pairs());
+    assert!(
+        stats.mean.tr_r10 > chance.tr_r10,
+        "{stats} vs chance {chance}"
+    );
+    let row = ws.row(&exp, "random", Some(100), &stats);
+    assert_eq!(row.stats(), stats);
+    assert_eq!(row.profile, "smoke");
+}
