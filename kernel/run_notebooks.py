@@ -5,6 +5,8 @@
     kernel/run-notebooks.sh --profile smoke     # CI: executed copies in out/notebooks-run/smoke,
                                                 # the committed notebooks left alone
     kernel/run-notebooks.sh 03_distill          # only the notebooks whose names start so
+    kernel/run-notebooks.sh --fresh             # first delete the profile's work folder, so that
+                                                # nothing is loaded from an earlier run
 
 Any cell error stops the run with a non-zero exit, naming the notebook and
 the cell. That includes output on stderr: evcxr reports an error returned by
@@ -17,6 +19,7 @@ notebooks stderr carries errors only. Each notebook's wall time is printed and w
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,6 +59,9 @@ def main() -> int:
     )
     ap.add_argument("--html", action=argparse.BooleanOptionalAction, default=None,
                     help="write HTML exports (default: with --in-place)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete the profile's work folder first (experts, distillations), "
+                         "so every result is computed by this run")
     ap.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell")
     ap.add_argument("only", nargs="*", help="notebook name prefixes")
     args = ap.parse_args()
@@ -71,6 +77,11 @@ def main() -> int:
     out_dir = NOTEBOOKS if in_place else ROOT / "out" / "notebooks-run" / args.profile
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    if args.fresh:
+        work = Path(os.environ.get("VL_DISTILL_WORKDIR") or ROOT / "out" / "notebooks") / args.profile
+        if work.exists():
+            print(f"removing {work}", flush=True)
+            shutil.rmtree(work)
     # The kernel inherits this process's environment.
     os.environ["VL_DISTILL_PROFILE"] = args.profile
     timings = {}
@@ -105,8 +116,15 @@ def main() -> int:
             body, _ = HTMLExporter().from_notebook_node(nb)
             (out_dir / f"{book.stem}.html").write_text(body, encoding="utf-8")
         print(f"    {book.name}: {seconds:.0f} s", flush=True)
+    # a partial run updates the times of the notebooks it ran
+    timings_file = out_dir / "timings.json"
+    merged = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    merged.pop("total", None)
+    merged.update(timings)
+    merged = dict(sorted(merged.items()))
+    merged["total"] = round(sum(merged.values()), 1)
+    timings_file.write_text(json.dumps(merged, indent=2) + "\n")
     timings["total"] = round(time.monotonic() - total, 1)
-    (out_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"all {len(books)} notebooks ran in {timings['total']:.0f} s; outputs in {out_dir}")
     return 0
 
