@@ -82,7 +82,7 @@ pub fn sgd_step(
 }
 
 /// [`sgd_step`] that also records, in `counts`, which pairs of the batch
-/// were matched both ways before the step ([`coreset::batch_correct`]).
+/// were matched both ways before the step ([`crate::coreset::batch_correct`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_step_counted(
     model: &TwoTower,

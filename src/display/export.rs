@@ -342,8 +342,9 @@ fn markdown(index: &ExportIndex) -> String {
 /// The first [`GRID_MAX_PAIRS`] pairs of `set` in an [`ImageGrid`] of
 /// [`GRID_COLUMNS`] columns under `title`, tiles upscaled to at least
 /// [`GRID_MIN_TILE`] pixels, each captioned with the real train caption
-/// nearest to the pair's text embedding. The title is drawn in ASCII (other
-/// characters show as `?`).
+/// nearest to the pair's text embedding. The title is drawn in ASCII (see
+/// [`glyph`](super::text::glyph): a few typographic characters become
+/// their look-alikes, others show as `?`).
 pub fn distilled_grid(set: &DistilledSet, exp: &Experiment, title: &str) -> Result<ImageGrid> {
     check_fits(set, exp)?;
     let n = set.len().min(GRID_MAX_PAIRS);

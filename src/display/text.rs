@@ -1,9 +1,10 @@
 //! Text in pictures: characters from the 8 × 8 bitmap font of the `font8x8`
 //! crate, word wrapping to a width in characters, and cutting with "…".
 //!
-//! The font covers printable ASCII; any other character is drawn as `?`,
-//! except "…", which has a glyph of its own here (three dots) because the
-//! wrapping uses it to mark cut text.
+//! The font covers printable ASCII; a few typographic characters are drawn
+//! as their ASCII look-alikes (× as x, – as -, …: [`ascii_stand_in`]), "…"
+//! has a glyph of its own here (three dots) because the wrapping uses it to
+//! mark cut text, and any other character is drawn as `?`.
 
 use image::{Rgb, RgbImage};
 
@@ -18,9 +19,24 @@ pub const ELLIPSIS: char = '…';
 /// one-pixel-wide dots on the baseline.
 const ELLIPSIS_GLYPH: [u8; 8] = [0, 0, 0, 0, 0, 0b0100_1001, 0b0100_1001, 0];
 
+/// The ASCII character drawn for a typographic one that titles and
+/// captions use (× – — − ‖ ‘ ’ “ ” α), if `c` is one of them.
+pub fn ascii_stand_in(c: char) -> Option<char> {
+    Some(match c {
+        '×' => 'x',
+        '–' | '—' | '−' => '-',
+        '‖' => '|',
+        '‘' | '’' => '\'',
+        '“' | '”' => '"',
+        'α' => 'a',
+        _ => return None,
+    })
+}
+
 /// The glyph of `c`: 8 rows, bit `i` of a row set where column `i` is inked.
-/// Printable ASCII comes from the font, "…" is three dots, anything else
-/// (control characters and non-ASCII) is `?`.
+/// Printable ASCII comes from the font, "…" is three dots, the characters of
+/// [`ascii_stand_in`] look like their ASCII stand-ins, anything else (control
+/// characters and other non-ASCII) is `?`.
 pub fn glyph(c: char) -> [u8; 8] {
     if c == ELLIPSIS {
         return ELLIPSIS_GLYPH;
@@ -28,7 +44,7 @@ pub fn glyph(c: char) -> [u8; 8] {
     let c = if c == ' ' || c.is_ascii_graphic() {
         c
     } else {
-        '?'
+        ascii_stand_in(c).unwrap_or('?')
     };
     font8x8::legacy::BASIC_LEGACY[c as usize]
 }
@@ -153,6 +169,9 @@ mod tests {
         assert_eq!(glyph('é'), glyph('?'));
         assert_eq!(glyph('\t'), glyph('?'));
         assert_ne!(glyph(ELLIPSIS), glyph('?'));
+        assert_eq!(glyph('×'), glyph('x'));
+        assert_eq!(glyph('–'), glyph('-'));
+        assert_eq!(glyph('α'), glyph('a'));
         // "F": its foot is on the left, so bit 0 is the leftmost column
         assert_eq!(glyph('F')[6] & 1, 1);
         assert_eq!(glyph('F')[6] & 0x80, 0);
