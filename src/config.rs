@@ -242,6 +242,27 @@ pub struct EvalConfig {
     pub batch_size: usize,
 }
 
+impl ExpertConfig {
+    /// The experts' learning rates per tower (also the student's initial α
+    /// and the rates coresets are trained with).
+    pub fn lr(&self) -> crate::train::TowerLr {
+        crate::train::TowerLr {
+            image: self.lr_image,
+            text: self.lr_text,
+        }
+    }
+
+    /// The experts' SGD settings.
+    pub fn sgd(&self) -> crate::train::SgdConfig {
+        crate::train::SgdConfig {
+            lr: self.lr(),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
 impl Config {
     /// The built-in profile called `name` (`smoke`, `default`, `paper`).
     pub fn profile(name: &str) -> Result<Config> {

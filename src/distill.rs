@@ -381,10 +381,7 @@ impl Distiller {
                 )));
             }
         }
-        let lr = TowerLr {
-            image: exp.config.experts.lr_image,
-            text: exp.config.experts.lr_text,
-        };
+        let lr = exp.config.experts.lr();
         let set = DistilledSet::init(
             exp,
             cfg.pairs,
@@ -428,12 +425,7 @@ impl Distiller {
     /// (the distill settings but its length and logging, seed, dataset,
     /// model, experts): equal digests, equal checkpoints.
     pub fn fingerprint_digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(self.fingerprint.as_bytes())
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::io::short_digest(self.fingerprint.as_bytes())
     }
 
     /// Keeps a checkpoint at `path` (every `distill.checkpoint_every`

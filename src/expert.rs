@@ -18,7 +18,6 @@ use crate::experiment::Experiment;
 use crate::model::TwoTower;
 use crate::pairs::CaptionedImages;
 use crate::progress::Progress;
-use crate::train::TowerLr;
 use crate::train::{derive_seed, train_epoch_counted, SgdConfig, SgdState};
 use crate::trajectory::{Trajectory, TrajectoryMeta, FORMAT_VERSION};
 use candle_core::DType;
@@ -144,16 +143,7 @@ impl ExpertTrainer {
     }
 
     fn sgd_config(&self) -> SgdConfig {
-        let e = &self.config.experts;
-        SgdConfig {
-            lr: TowerLr {
-                image: e.lr_image,
-                text: e.lr_text,
-            },
-            momentum: e.momentum,
-            weight_decay: e.weight_decay,
-            batch_size: e.batch_size,
-        }
+        self.config.experts.sgd()
     }
 
     /// Starts (or resumes from disk) the next expert; skips finished ones.

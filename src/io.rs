@@ -102,3 +102,14 @@ pub fn load_tensors(
         .map_err(|e| Error::bad_file(path, format!("cannot read tensors: {e}")))?;
     Ok((tensors, json))
 }
+
+/// The first 6 bytes of the SHA-256 of `bytes`, as 12 hex digits: a short
+/// name for a cached result that changes whenever `bytes` do.
+pub fn short_digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -31,7 +31,6 @@ use crate::expert::ExpertTrainer;
 use crate::pairs::CaptionedImages;
 use crate::train::TowerLr;
 use crate::trajectory::{self, Trajectory};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -71,8 +70,7 @@ pub fn display_path(path: &Path) -> String {
 
 /// A short hex digest of a JSON value (names cached results).
 fn digest(value: &serde_json::Value) -> String {
-    let hash = Sha256::digest(value.to_string().as_bytes());
-    hash.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    crate::io::short_digest(value.to_string().as_bytes())
 }
 
 impl Workspace {
@@ -275,11 +273,7 @@ impl Workspace {
     ) -> Result<RecallStats> {
         let c = &exp.config;
         let set = coreset::select(method, &exp.train, &exp.model, experts, m, c.seed)?;
-        let lr = TowerLr {
-            image: c.experts.lr_image,
-            text: c.experts.lr_text,
-        };
-        self.evaluate_pairs(exp, set, lr, method.name())
+        self.evaluate_pairs(exp, set, c.experts.lr(), method.name())
     }
 
     /// The full-data upper bound: test recall of the experts' final epochs.

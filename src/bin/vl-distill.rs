@@ -16,7 +16,6 @@ use vl_distill::evaluator::{evaluate_experts, Evaluator};
 use vl_distill::experiment::{load_dataset, Experiment};
 use vl_distill::expert::ExpertTrainer;
 use vl_distill::train::SgdConfig;
-use vl_distill::train::TowerLr;
 use vl_distill::trajectory;
 
 #[derive(Parser)]
@@ -382,10 +381,7 @@ fn write_pictures(
         d.pairs,
         d.init_images,
         d.init_texts,
-        TowerLr {
-            image: exp.config.experts.lr_image,
-            text: exp.config.experts.lr_text,
-        },
+        exp.config.experts.lr(),
         exp.config.seed,
     )?;
     let before_png = out.join("distilled_before.png");
@@ -451,14 +447,7 @@ fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<Recal
                 m.name(),
                 t0.elapsed().as_secs_f64()
             );
-            (
-                m.name(),
-                set,
-                TowerLr {
-                    image: c.experts.lr_image,
-                    text: c.experts.lr_text,
-                },
-            )
+            (m.name(), set, c.experts.lr())
         }
     };
     eprintln!(
@@ -534,13 +523,8 @@ fn report_markdown(
 fn train_full(exp: &Experiment) -> Result<RecallStats> {
     let c = &exp.config;
     let sgd = SgdConfig {
-        lr: TowerLr {
-            image: c.experts.lr_image,
-            text: c.experts.lr_text,
-        },
-        momentum: c.experts.momentum,
-        weight_decay: c.experts.weight_decay,
         batch_size: c.eval.batch_size,
+        ..c.experts.sgd()
     };
     eprintln!(
         "eval full: {} fresh seeds × {} epochs on all {} train pairs",

@@ -156,11 +156,7 @@ impl ComparisonTable {
 
     /// As an HTML table for notebooks (best of each row and modality in bold).
     pub fn to_html(&self) -> String {
-        let esc = |t: &str| {
-            t.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        };
+        let esc = super::html_escape;
         let mut s = String::from(
             "<table>\n<thead>\n<tr><th rowspan=\"2\">dataset</th><th rowspan=\"2\">pairs</th>",
         );
@@ -242,10 +238,7 @@ impl ComparisonTable {
 impl ComparisonTable {
     /// Shows the table inline in an evcxr Jupyter notebook, as HTML.
     pub fn evcxr_display(&self) {
-        println!(
-            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
-            self.to_html()
-        );
+        super::evcxr_print("text/html", &self.to_html());
     }
 }
 

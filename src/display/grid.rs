@@ -315,7 +315,7 @@ impl ImageGrid {
     pub fn evcxr_display(&self) {
         match self.evcxr_content() {
             Ok(s) => println!("{s}"),
-            Err(e) => println!("EVCXR_BEGIN_CONTENT text/plain\n{e}\nEVCXR_END_CONTENT"),
+            Err(e) => super::evcxr_print("text/plain", &e.to_string()),
         }
     }
 }

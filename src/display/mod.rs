@@ -26,6 +26,19 @@ use crate::error::{Error, Result};
 use image::RgbImage;
 use std::path::Path;
 
+/// `text` with `&`, `<` and `>` escaped for HTML.
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Prints `content` as `mime` between evcxr's markers: what an
+/// `evcxr_display` method does to show a value inline in a notebook.
+pub fn evcxr_print(mime: &str, content: &str) {
+    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
+}
+
 /// The shortest longer side, in pixels, that a shown image is upscaled to by
 /// default (a 24 px image is drawn ×4, a 32 px image ×3).
 pub const MIN_TILE: u32 = 96;

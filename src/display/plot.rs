@@ -227,8 +227,8 @@ impl LinePlot {
     /// when a cell's value is a `LinePlot`); an error is shown as text.
     pub fn evcxr_display(&self) {
         match self.to_svg() {
-            Ok(s) => println!("EVCXR_BEGIN_CONTENT image/svg+xml\n{s}\nEVCXR_END_CONTENT"),
-            Err(e) => println!("EVCXR_BEGIN_CONTENT text/plain\n{e}\nEVCXR_END_CONTENT"),
+            Ok(s) => super::evcxr_print("image/svg+xml", &s),
+            Err(e) => super::evcxr_print("text/plain", &e.to_string()),
         }
     }
 }

@@ -112,11 +112,7 @@ impl RecallTable {
 
     /// As an HTML table with the title as its caption.
     pub fn to_html(&self) -> String {
-        let esc = |t: &str| {
-            t.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        };
+        let esc = super::html_escape;
         let mut s = String::from("<table>\n");
         if !self.title.is_empty() {
             s.push_str(&format!("<caption>{}</caption>\n", esc(&self.title)));
@@ -180,10 +176,7 @@ impl RecallTable {
 
     /// Shows the table inline in an evcxr Jupyter notebook, as HTML.
     pub fn evcxr_display(&self) {
-        println!(
-            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
-            self.to_html()
-        );
+        super::evcxr_print("text/html", &self.to_html());
     }
 }
 
