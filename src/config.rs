@@ -96,18 +96,276 @@ pub struct TextConfig {
     pub dim: usize,
 }
 
-/// The image encoder of the image tower.
+/// Which published size of an architecture an image encoder has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderSize {
+    /// Fewer blocks and channels, for any small image size: what the smoke
+    /// and default profiles run on a CPU (the same code as the full sizes).
+    #[default]
+    Scaled,
+    /// The registered timm configuration of an NF net (`nf_resnet50`, …).
+    Full,
+    /// `vit_tiny_patch16_224` (ViT only, 224 px).
+    Tiny,
+    /// `vit_base_patch16_224` (ViT only, 224 px).
+    Base,
+}
+
+impl EncoderSize {
+    /// `scaled`, `full`, `tiny` or `base`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EncoderSize::Scaled => "scaled",
+            EncoderSize::Full => "full",
+            EncoderSize::Tiny => "tiny",
+            EncoderSize::Base => "base",
+        }
+    }
+}
+
+/// The image encoder of the image tower. `kind` names it (`convnet`,
+/// `nf_resnet50`, `nf_regnet_b1`, `nfnet_l0`, `vit`, `vit_lora`); the timm
+/// architectures take a `size` and an optional `checkpoint` (a safetensors
+/// file, or a folder with `model.safetensors`, of timm's state dict) to
+/// start every expert from pretrained weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ImageEncoderConfig {
     /// The trajectory-matching ConvNet: `depth` blocks of conv3×3 → instance
     /// norm → ReLU → 2×2 average pool, `width` channels.
+    #[serde(rename = "convnet", alias = "conv_net")]
     ConvNet {
         /// Channels of every block.
         width: usize,
         /// Number of blocks.
         depth: usize,
     },
+    /// timm's `nf_resnet50`: pre-activation NF-ResNet-50.
+    NfResnet50 {
+        /// `scaled` or `full`.
+        #[serde(default)]
+        size: EncoderSize,
+        /// Pretrained weights (timm names).
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// timm's `nf_regnet_b1`: NF-RegNet-B1.
+    NfRegnetB1 {
+        /// `scaled` or `full`.
+        #[serde(default)]
+        size: EncoderSize,
+        /// Pretrained weights (timm names).
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// timm's `nfnet_l0`: the paper's image encoder.
+    NfnetL0 {
+        /// `scaled` or `full`.
+        #[serde(default)]
+        size: EncoderSize,
+        /// Pretrained weights (timm names).
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// timm's ViT, all weights trained.
+    Vit {
+        /// `scaled`, `tiny` or `base`.
+        #[serde(default)]
+        size: EncoderSize,
+        /// Pretrained weights (timm names).
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// A ViT with frozen base weights and trained LoRA adapters: experts,
+    /// trajectories and matching cover the adapters only.
+    VitLora {
+        /// `scaled`, `tiny` or `base`.
+        #[serde(default)]
+        size: EncoderSize,
+        /// The frozen base weights (timm names); random from
+        /// `lora.base_seed` when absent.
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+        /// Rank, scale, targets.
+        #[serde(default)]
+        lora: crate::model::vit::LoraConfig,
+    },
+}
+
+impl ImageEncoderConfig {
+    /// The `kind` names, in the order of the paper's tables.
+    pub const KINDS: [&'static str; 6] = [
+        "convnet",
+        "nf_resnet50",
+        "nf_regnet_b1",
+        "nfnet_l0",
+        "vit",
+        "vit_lora",
+    ];
+
+    /// The encoder `kind` at the size that fits `profile`: the profile's
+    /// own ConvNet, the scaled timm architectures at `smoke` and `default`,
+    /// the full ones (ViT: `tiny`) at `paper`.
+    pub fn named(kind: &str, profile: &str) -> Result<ImageEncoderConfig> {
+        let paper = profile == "paper";
+        let size = match (paper, kind) {
+            (false, _) => EncoderSize::Scaled,
+            (true, "vit" | "vit_lora") => EncoderSize::Tiny,
+            (true, _) => EncoderSize::Full,
+        };
+        Ok(match kind {
+            "convnet" | "conv_net" => Config::profile(profile)?.model.image,
+            "nf_resnet50" => ImageEncoderConfig::NfResnet50 {
+                size,
+                checkpoint: None,
+            },
+            "nf_regnet_b1" => ImageEncoderConfig::NfRegnetB1 {
+                size,
+                checkpoint: None,
+            },
+            "nfnet_l0" => ImageEncoderConfig::NfnetL0 {
+                size,
+                checkpoint: None,
+            },
+            "vit" => ImageEncoderConfig::Vit {
+                size,
+                checkpoint: None,
+            },
+            "vit_lora" => ImageEncoderConfig::VitLora {
+                size,
+                checkpoint: None,
+                lora: Default::default(),
+            },
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown image encoder {other:?} (available: {})",
+                    Self::KINDS.join(", ")
+                )))
+            }
+        })
+    }
+
+    /// The `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ImageEncoderConfig::ConvNet { .. } => "convnet",
+            ImageEncoderConfig::NfResnet50 { .. } => "nf_resnet50",
+            ImageEncoderConfig::NfRegnetB1 { .. } => "nf_regnet_b1",
+            ImageEncoderConfig::NfnetL0 { .. } => "nfnet_l0",
+            ImageEncoderConfig::Vit { .. } => "vit",
+            ImageEncoderConfig::VitLora { .. } => "vit_lora",
+        }
+    }
+
+    /// The size, for the timm architectures.
+    pub fn size(&self) -> Option<EncoderSize> {
+        match self {
+            ImageEncoderConfig::ConvNet { .. } => None,
+            ImageEncoderConfig::NfResnet50 { size, .. }
+            | ImageEncoderConfig::NfRegnetB1 { size, .. }
+            | ImageEncoderConfig::NfnetL0 { size, .. }
+            | ImageEncoderConfig::Vit { size, .. }
+            | ImageEncoderConfig::VitLora { size, .. } => Some(*size),
+        }
+    }
+
+    /// The pretrained checkpoint, when one is configured.
+    pub fn checkpoint(&self) -> Option<&Path> {
+        match self {
+            ImageEncoderConfig::ConvNet { .. } => None,
+            ImageEncoderConfig::NfResnet50 { checkpoint, .. }
+            | ImageEncoderConfig::NfRegnetB1 { checkpoint, .. }
+            | ImageEncoderConfig::NfnetL0 { checkpoint, .. }
+            | ImageEncoderConfig::Vit { checkpoint, .. }
+            | ImageEncoderConfig::VitLora { checkpoint, .. } => checkpoint.as_deref(),
+        }
+    }
+
+    /// The architecture without its weights, e.g. `convnet-w64-d3`,
+    /// `nfnet_l0-scaled`, `vit_lora-tiny-r8`: two configurations with the
+    /// same label have parameters of the same names and shapes (for the
+    /// same image size), so one's trajectories can train the other.
+    pub fn architecture(&self) -> String {
+        match self {
+            ImageEncoderConfig::ConvNet { width, depth } => format!("convnet-w{width}-d{depth}"),
+            ImageEncoderConfig::VitLora { size, lora, .. } => {
+                let targets: Vec<String> = lora
+                    .targets
+                    .iter()
+                    .map(|t| format!("{t:?}").to_lowercase())
+                    .collect();
+                format!(
+                    "vit_lora-{}-r{}-{}",
+                    size.name(),
+                    lora.rank,
+                    targets.join("+")
+                )
+            }
+            other => format!(
+                "{}-{}",
+                other.kind(),
+                other.size().unwrap_or_default().name()
+            ),
+        }
+    }
+
+    fn validate(&self, image_size: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("model.image: {m}")));
+        let size = self.size();
+        match self {
+            ImageEncoderConfig::ConvNet { width, depth } => {
+                if *width == 0 || *depth == 0 {
+                    return bad("width and depth must be > 0".into());
+                }
+                if image_size >> depth == 0 {
+                    return bad(format!(
+                        "ConvNet depth {depth} is too deep for {image_size} px images"
+                    ));
+                }
+            }
+            ImageEncoderConfig::Vit { .. } | ImageEncoderConfig::VitLora { .. } => {
+                if size == Some(EncoderSize::Full) {
+                    return bad(format!(
+                        "{} sizes are scaled, tiny and base (not full)",
+                        self.kind()
+                    ));
+                }
+                if size != Some(EncoderSize::Scaled) && image_size != 224 {
+                    return bad(format!(
+                        "{} at size {} needs data.image_size = 224 (got {image_size})",
+                        self.kind(),
+                        size.unwrap_or_default().name()
+                    ));
+                }
+                if size == Some(EncoderSize::Scaled) && !image_size.is_multiple_of(4) {
+                    return bad(format!(
+                        "the scaled ViT cuts images into 4×4 patches: data.image_size {image_size} is not a multiple of 4"
+                    ));
+                }
+            }
+            _ => {
+                if matches!(size, Some(EncoderSize::Tiny | EncoderSize::Base)) {
+                    return bad(format!(
+                        "{} sizes are scaled and full (tiny/base are ViT sizes)",
+                        self.kind()
+                    ));
+                }
+                if image_size < 16 {
+                    return bad(format!(
+                        "{} needs images of at least 16 px (got {image_size})",
+                        self.kind()
+                    ));
+                }
+            }
+        }
+        if let Some(p) = self.checkpoint() {
+            if !p.exists() {
+                return bad(format!("checkpoint {} does not exist", p.display()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The text tower: a trainable projection of the frozen sentence embedding.
@@ -473,16 +731,7 @@ impl Config {
         if self.data.image_size < 8 {
             return bad(format!("data.image_size {} < 8", self.data.image_size));
         }
-        let ImageEncoderConfig::ConvNet { width, depth } = self.model.image;
-        if width == 0 || depth == 0 {
-            return bad("model.image: width and depth must be > 0".into());
-        }
-        if (self.data.image_size as usize) >> depth == 0 {
-            return bad(format!(
-                "a ConvNet of depth {depth} pools {} px down to nothing",
-                self.data.image_size
-            ));
-        }
+        self.model.image.validate(self.data.image_size as usize)?;
         if self.model.temperature.is_nan() || self.model.temperature <= 0.0 {
             return bad("model.temperature must be > 0".into());
         }

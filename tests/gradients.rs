@@ -8,7 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
 use vl_distill::distill::{matching_gradient, matching_loss};
-use vl_distill::model::{ParamSet, TwoTower};
+use vl_distill::model::{
+    ImageEncoder, LoraConfig, LoraTarget, NfCfg, NfNet, ParamSet, TwoTower, Vit, VitCfg,
+};
 use vl_distill::second_order::with_graph_gradients;
 use vl_distill::unroll::{unroll_forward, StepBatch, TowerLr};
 
@@ -189,11 +191,11 @@ fn convnet_tower_gradient_matches_finite_differences() {
 /// ℓ = ‖θ₃ − θ_target‖² after 3 SGD steps; its gradient with respect to the
 /// images, the text embeddings and both log learning rates, by the reverse
 /// sweep, against central finite differences.
-fn check_second_order(m: &TwoTower, text_dim: usize) {
+fn check_second_order(m: &TwoTower, text_dim: usize, side: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let theta0 = m.init(6, &dev(), DType::F64).unwrap();
     let target = m.init(7, &dev(), DType::F64).unwrap();
-    let images = randn(&mut rng, &[6, 3, 8, 8], 1.0);
+    let images = randn(&mut rng, &[6, 3, side, side], 1.0);
     let texts = randn(&mut rng, &[6, text_dim], 1.0);
     let batches = vec![
         StepBatch {
@@ -321,7 +323,7 @@ fn check_second_order(m: &TwoTower, text_dim: usize) {
 
 #[test]
 fn second_order_gradient_through_three_sgd_steps() {
-    check_second_order(&model(TextTowerConfig::Linear, false, 10), 10);
+    check_second_order(&model(TextTowerConfig::Linear, false, 10), 10, 8);
 }
 
 #[test]
@@ -329,5 +331,113 @@ fn second_order_gradient_with_projection_head_and_learned_temperature() {
     check_second_order(
         &model(TextTowerConfig::ProjectionHead { dropout: 0.2 }, true, 10),
         10,
+        8,
     );
+}
+
+/// An encoder whose initial parameters are jittered, so that no gain or
+/// bias starts at exactly 0 or 1 (NF nets start each residual branch
+/// silent) and every path carries gradient in a three-step check.
+#[derive(Debug)]
+struct Jittered(Box<dyn ImageEncoder>);
+
+impl ImageEncoder for Jittered {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn out_dim(&self) -> usize {
+        self.0.out_dim()
+    }
+    fn init(
+        &self,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+        dtype: DType,
+    ) -> vl_distill::Result<ParamSet> {
+        let p = self.0.init(rng, device, dtype)?;
+        p.map(|_, t| {
+            let noise = vl_distill::model::ops::uniform(rng, t.dims(), 0.3, dtype, device)?;
+            Ok((t + noise)?)
+        })
+    }
+    fn forward(&self, p: &ParamSet, x: &Tensor) -> vl_distill::Result<Tensor> {
+        self.0.forward(p, x)
+    }
+}
+
+fn tower_with(encoder: Box<dyn ImageEncoder>, text_dim: usize) -> TwoTower {
+    let joint = encoder.out_dim();
+    TwoTower {
+        encoder: Box::new(Jittered(encoder)),
+        image_proj: None,
+        text: vl_distill::model::TextTower::new(TextTowerConfig::Linear, text_dim, joint),
+        temperature: 0.5,
+        learn_temperature: false,
+        image_checkpoint: None,
+    }
+}
+
+/// One NF block of each kind the paper's NF nets use, through three SGD
+/// steps: a stride-2 stem, a grouped stride-2 3×3, the extra 3×3 of NFNet,
+/// squeeze-excitation, the average-pool shortcut, SiLU, weight
+/// standardisation.
+#[test]
+fn second_order_gradient_through_an_nf_block() {
+    let cfg = NfCfg {
+        depths: vec![1],
+        channels: vec![16],
+        stem_chs: Some(8),
+        group_size: Some(2),
+        bottle_ratio: 0.5,
+        extra_conv: true,
+        attn_layer: Some("se".into()),
+        ch_div: 2,
+        ..NfCfg::nfnet_l0_scaled()
+    };
+    let mut cfg = cfg;
+    cfg.stem_type = "3x3".into();
+    let net = NfNet::new("nf-test", cfg).unwrap();
+    check_second_order(&tower_with(Box::new(net), 6), 6, 8);
+}
+
+/// The NF-ResNet stem (7×7 stride-2 convolution and 3×3 max pooling) and a
+/// ReLU bottleneck with its projection shortcut.
+#[test]
+fn second_order_gradient_through_an_nf_resnet_stem_and_block() {
+    let cfg = NfCfg {
+        depths: vec![1],
+        channels: vec![8],
+        stem_chs: Some(4),
+        ch_div: 2,
+        ..NfCfg::nf_resnet50_scaled()
+    };
+    let net = NfNet::new("nf-resnet-test", cfg).unwrap();
+    check_second_order(&tower_with(Box::new(net), 6), 6, 9);
+}
+
+/// One ViT block with LoRA on every linear: the matching gradient flows
+/// through the adapters only (the base weights are frozen tensors).
+#[test]
+fn second_order_gradient_through_a_vit_block_with_lora() {
+    let cfg = VitCfg {
+        img_size: 8,
+        patch_size: 4,
+        embed_dim: 8,
+        depth: 1,
+        num_heads: 2,
+        mlp_ratio: 2.0,
+    };
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec![
+            LoraTarget::Qkv,
+            LoraTarget::Proj,
+            LoraTarget::Fc1,
+            LoraTarget::Fc2,
+        ],
+        base_seed: 3,
+    };
+    let vit = Vit::with_lora("vit-lora-test", cfg, lora, None).unwrap();
+    check_second_order(&tower_with(Box::new(vit), 6), 6, 8);
 }

@@ -5,19 +5,25 @@
 //! forward. That is what lets stage 2 rebuild the student from any snapshot
 //! and differentiate through its SGD steps.
 
+pub mod checkpoint;
 mod conv;
 pub mod convnet;
 mod kernel;
+pub mod layers;
+pub mod nfnet;
 mod norm_block;
 pub mod ops;
 pub mod params;
 pub mod text_tower;
+pub mod vit;
 
 pub use convnet::ConvNet;
+pub use nfnet::{NfCfg, NfNet};
 pub use params::ParamSet;
 pub use text_tower::TextTower;
+pub use vit::{LoraConfig, LoraTarget, Vit, VitCfg};
 
-use crate::config::{ImageEncoderConfig, ModelConfig};
+use crate::config::{EncoderSize, ImageEncoderConfig, ModelConfig};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
@@ -69,6 +75,64 @@ pub trait ImageEncoder: Send + Sync + std::fmt::Debug {
     fn init(&self, rng: &mut ChaCha8Rng, device: &Device, dtype: DType) -> Result<ParamSet>;
     /// Features `[B, out_dim]` of images `[B, 3, H, W]`.
     fn forward(&self, params: &ParamSet, x: &Tensor) -> Result<Tensor>;
+}
+
+/// The image encoder of `cfg` for `image_size` px images (checkpoint
+/// weights, if any, are loaded by [`TwoTower::init`]; a LoRA ViT's frozen
+/// base is loaded here).
+pub fn image_encoder(cfg: &ImageEncoderConfig, image_size: usize) -> Result<Box<dyn ImageEncoder>> {
+    let label = cfg.architecture();
+    let nf = |full: fn() -> NfCfg, scaled: fn() -> NfCfg, size: &EncoderSize| {
+        let c = if *size == EncoderSize::Full {
+            full()
+        } else {
+            scaled()
+        };
+        Ok(Box::new(NfNet::new(label.clone(), c)?) as Box<dyn ImageEncoder>)
+    };
+    let vit_cfg = |size: &EncoderSize| match size {
+        EncoderSize::Tiny => VitCfg::tiny_patch16_224(),
+        EncoderSize::Base => VitCfg::base_patch16_224(),
+        _ => VitCfg::scaled(image_size),
+    };
+    match cfg {
+        ImageEncoderConfig::ConvNet { width, depth } => {
+            if image_size >> depth == 0 {
+                return Err(Error::Config(format!(
+                    "ConvNet depth {depth} is too deep for {image_size} px images"
+                )));
+            }
+            Ok(Box::new(ConvNet::new(*width, *depth, image_size)))
+        }
+        ImageEncoderConfig::NfResnet50 { size, .. } => {
+            nf(NfCfg::nf_resnet50, NfCfg::nf_resnet50_scaled, size)
+        }
+        ImageEncoderConfig::NfRegnetB1 { size, .. } => {
+            nf(NfCfg::nf_regnet_b1, NfCfg::nf_regnet_b1_scaled, size)
+        }
+        ImageEncoderConfig::NfnetL0 { size, .. } => {
+            nf(NfCfg::nfnet_l0, NfCfg::nfnet_l0_scaled, size)
+        }
+        ImageEncoderConfig::Vit { size, .. } => Ok(Box::new(Vit::new(label, vit_cfg(size))?)),
+        ImageEncoderConfig::VitLora {
+            size,
+            checkpoint,
+            lora,
+        } => {
+            let vc = vit_cfg(size);
+            let base = match checkpoint {
+                Some(path) => Some(checkpoint::load_like(
+                    path,
+                    &Vit::base_template(&vc)?,
+                    &label,
+                    &Device::Cpu,
+                    DType::F32,
+                )?),
+                None => None,
+            };
+            Ok(Box::new(Vit::with_lora(label, vc, lora.clone(), base)?))
+        }
+    }
 }
 
 /// The parameters of both towers.
@@ -125,21 +189,15 @@ pub struct TwoTower {
     pub temperature: f64,
     /// Whether `logit_scale` is a parameter.
     pub learn_temperature: bool,
+    /// Pretrained weights every initialisation of the image encoder starts
+    /// from (not for a LoRA ViT, whose checkpoint is its frozen base).
+    pub image_checkpoint: Option<std::path::PathBuf>,
 }
 
 impl TwoTower {
     /// Builds the model of `cfg` for `image_size` px images and `text_dim`-d sentence embeddings.
     pub fn new(cfg: &ModelConfig, image_size: usize, text_dim: usize) -> Result<TwoTower> {
-        let encoder: Box<dyn ImageEncoder> = match cfg.image {
-            ImageEncoderConfig::ConvNet { width, depth } => {
-                if image_size >> depth == 0 {
-                    return Err(Error::Config(format!(
-                        "ConvNet depth {depth} is too deep for {image_size} px images"
-                    )));
-                }
-                Box::new(ConvNet::new(width, depth, image_size))
-            }
-        };
+        let encoder = image_encoder(&cfg.image, image_size)?;
         let joint = cfg.image_proj.unwrap_or(encoder.out_dim());
         Ok(TwoTower {
             encoder,
@@ -147,6 +205,10 @@ impl TwoTower {
             text: TextTower::new(cfg.text_tower.clone(), text_dim, joint),
             temperature: cfg.temperature,
             learn_temperature: cfg.learn_temperature,
+            image_checkpoint: match cfg.image {
+                ImageEncoderConfig::VitLora { .. } => None,
+                _ => cfg.image.checkpoint().map(|p| p.to_path_buf()),
+            },
         })
     }
 
@@ -172,6 +234,9 @@ impl TwoTower {
     pub fn init(&self, seed: u64, device: &Device, dtype: DType) -> Result<TowerParams> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut image = self.encoder.init(&mut rng, device, dtype)?;
+        if let Some(path) = &self.image_checkpoint {
+            image = checkpoint::load_like(path, &image, &self.encoder.name(), device, dtype)?;
+        }
         if let Some(d) = self.image_proj {
             let fan_in = self.encoder.out_dim();
             let bound = 1.0 / (fan_in as f64).sqrt();

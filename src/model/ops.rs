@@ -9,9 +9,18 @@ use candle_core::{DType, Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// `x · wᵀ + b` for `x: [B, in]`, `w: [out, in]`, `b: [out]` (PyTorch's layout).
+/// `x · wᵀ + b` for `x: [B, in]` (or `[…, in]`), `w: [out, in]`, `b: [out]`
+/// (PyTorch's layout).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul(&w.t()?)?;
+    let y = if x.rank() > 2 {
+        let mut dims = x.dims().to_vec();
+        let rows = x.elem_count() / dims[dims.len() - 1];
+        let y = x.reshape((rows, dims[dims.len() - 1]))?.matmul(&w.t()?)?;
+        *dims.last_mut().expect("rank > 2") = w.dim(0)?;
+        y.reshape(dims)?
+    } else {
+        x.matmul(&w.t()?)?
+    };
     Ok(match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,
