@@ -48,6 +48,10 @@ pub struct DistilledSet {
     pub log_lr_image: f64,
     /// log α of the text tower.
     pub log_lr_text: f64,
+    /// The image encoder it was distilled with (its
+    /// [`architecture`](crate::config::ImageEncoderConfig::architecture)
+    /// label; `None` in files written before it was recorded).
+    pub image_encoder: Option<String>,
 }
 
 impl DistilledSet {
@@ -92,6 +96,7 @@ impl DistilledSet {
             texts: texts.to_dtype(DType::F32)?,
             log_lr_image: lr.image.ln(),
             log_lr_text: lr.text.ln(),
+            image_encoder: Some(exp.config.model.image.architecture()),
         })
     }
 
@@ -125,6 +130,7 @@ impl DistilledSet {
             "log_lr_text": self.log_lr_text,
             "lr_image": self.lr().image,
             "lr_text": self.lr().text,
+            "image_encoder": self.image_encoder,
         });
         crate::io::save_tensors(path, &map, &meta.to_string())
     }
@@ -148,6 +154,10 @@ impl DistilledSet {
             texts: take("texts")?,
             log_lr_image: lr("log_lr_image")?,
             log_lr_text: lr("log_lr_text")?,
+            image_encoder: meta
+                .get("image_encoder")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
         };
         if set.images.dim(0)? != set.texts.dim(0)? {
             return Err(Error::bad_file(path, "images and texts differ in count"));
@@ -359,6 +369,21 @@ impl Distiller {
                     "expert {} has {} epochs; distillation needs {need}",
                     t.meta.expert,
                     t.epochs_done()
+                )));
+            }
+            let ours = exp.config.model.image.architecture();
+            let theirs = t.meta.model.image.architecture();
+            if theirs != ours {
+                return Err(Error::Config(format!(
+                    "expert {} was trained with image encoder {theirs}; this distiller is configured for {ours} \
+                     (train experts for it, or set model.image to match the trajectories)",
+                    t.meta.expert
+                )));
+            }
+            if t.meta.text_encoder != exp.text_encoder {
+                return Err(Error::Config(format!(
+                    "expert {} was trained on embeddings of text encoder {}; this distiller uses {}",
+                    t.meta.expert, t.meta.text_encoder, exp.text_encoder
                 )));
             }
             let first = t.epoch(0)?;

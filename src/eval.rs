@@ -291,6 +291,10 @@ pub struct ResultRow {
     pub image_encoder: String,
     /// Text encoder identifier.
     pub text_encoder: String,
+    /// For a distilled set evaluated with another image encoder than it
+    /// was distilled with (cross-architecture): that encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distilled_with: Option<String>,
 }
 
 impl ResultRow {
@@ -325,7 +329,15 @@ impl ResultRow {
             dataset: dataset.into(),
             image_encoder: image_encoder.into(),
             text_encoder: text_encoder.into(),
+            distilled_with: None,
         }
+    }
+
+    /// Marks a cross-architecture row: the set was distilled with image
+    /// encoder `arch` (`None` leaves the row as it is).
+    pub fn distilled_with(mut self, arch: Option<String>) -> Self {
+        self.distilled_with = arch;
+        self
     }
 
     /// The row's recall as mean ± std statistics.

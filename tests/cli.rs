@@ -274,4 +274,63 @@ fn run_does_every_stage_and_writes_rows_and_a_report() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no finished expert"));
+
+    // cross-architecture: the ConvNet's set trains NF-ResNet students
+    let o = cli(&[
+        "eval",
+        "--method",
+        "distilled",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--image-encoder",
+        "nf_resnet50",
+        "--set",
+        "eval.num_seeds=1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cross-architecture"));
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let last = rows.as_array().unwrap().last().unwrap();
+    assert_eq!(last["method"], "distilled");
+    assert_eq!(last["image_encoder"], "nf_resnet50-scaled");
+    assert!(last["distilled_with"]
+        .as_str()
+        .unwrap()
+        .starts_with("convnet"));
+    assert_eq!(last["seeds"], 1);
+    // the evaluation did not rewrite the folder's configuration
+    let saved = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(saved.contains("convnet"), "{saved}");
+    // a distiller configured for another encoder refuses the ConvNet's trajectories
+    let o = cli(&[
+        "distill",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--image-encoder",
+        "vit",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("was trained with image encoder convnet") && err.contains("vit-scaled"),
+        "{err}"
+    );
+    // an unknown encoder lists the known ones
+    let o = cli(&[
+        "experts",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--image-encoder",
+        "resnet",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nfnet_l0"));
 }

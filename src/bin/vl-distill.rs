@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vl_distill::config::Config;
+use vl_distill::config::{Config, ImageEncoderConfig};
 use vl_distill::coreset::{self, CoresetMethod};
 use vl_distill::data::karpathy;
 use vl_distill::display::comparison::ComparisonTable;
@@ -16,6 +16,7 @@ use vl_distill::evaluator::{evaluate_experts, Evaluator};
 use vl_distill::experiment::{load_dataset, Experiment};
 use vl_distill::expert::ExpertTrainer;
 use vl_distill::train::SgdConfig;
+use vl_distill::train::TowerLr;
 use vl_distill::trajectory;
 
 #[derive(Parser)]
@@ -172,6 +173,15 @@ struct Common {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Image encoder at the profile's size: convnet, nf_resnet50,
+    /// nf_regnet_b1, nfnet_l0, vit or vit_lora (refine it with --set
+    /// model.image.size=… / model.image.checkpoint=…).
+    #[arg(long, value_name = "KIND")]
+    image_encoder: Option<String>,
+    /// Frozen text encoder: hashed, bert or clip (bert and clip read a local
+    /// model folder: --set text.path=DIR).
+    #[arg(long, value_name = "KIND")]
+    text_encoder: Option<String>,
 }
 
 impl Common {
@@ -180,8 +190,20 @@ impl Common {
             Some(f) => Config::from_toml_file(f)?,
             None => Config::profile(&self.profile)?,
         };
+        self.apply_encoders(&mut c)?;
         c.apply_overrides(&self.overrides)?;
         Ok(c)
+    }
+
+    /// --image-encoder and --text-encoder (applied before --set).
+    fn apply_encoders(&self, c: &mut Config) -> Result<()> {
+        if let Some(kind) = &self.image_encoder {
+            c.model.image = ImageEncoderConfig::named(kind, &c.profile)?;
+        }
+        if let Some(kind) = &self.text_encoder {
+            c.set("text.encoder", kind)?;
+        }
+        Ok(())
     }
 
     fn out(&self, cfg: &Config) -> PathBuf {
@@ -197,6 +219,7 @@ impl Common {
             if let Some(file) = self.out.as_ref().map(|o| o.join("config.toml")) {
                 if file.exists() {
                     let mut c = Config::from_toml_file(&file)?;
+                    self.apply_encoders(&mut c)?;
                     c.apply_overrides(&self.overrides)?;
                     return Ok(c);
                 }
@@ -206,14 +229,19 @@ impl Common {
     }
 
     fn experiment(&self) -> Result<(Experiment, PathBuf)> {
-        self.experiment_with(self.config()?)
+        self.experiment_with(self.config()?, true)
     }
 
-    fn experiment_with(&self, cfg: Config) -> Result<(Experiment, PathBuf)> {
+    /// The experiment of `cfg`; `record` writes `cfg` to --out/config.toml
+    /// (the stages that make artefacts do; evaluations, which may use
+    /// another encoder than the run they read, do not).
+    fn experiment_with(&self, cfg: Config, record: bool) -> Result<(Experiment, PathBuf)> {
         let out = self.out(&cfg);
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        std::fs::write(out.join("config.toml"), cfg.to_toml())
-            .with_context(|| format!("writing {}/config.toml", out.display()))?;
+        if record {
+            std::fs::write(out.join("config.toml"), cfg.to_toml())
+                .with_context(|| format!("writing {}/config.toml", out.display()))?;
+        }
         let device = vl_distill::device::by_name(&self.device)?;
         let t = Instant::now();
         let exp = Experiment::new(cfg, device, Some(&out.join("cache")))?;
@@ -420,12 +448,32 @@ enum SmallSet {
 /// coreset (with the experts' learning rates).
 fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<RecallStats> {
     let c = &exp.config;
+    let mut distilled_with = None;
     let (method, pairs, lr) = match which {
         SmallSet::Distilled => {
             let path = out.join("distilled.safetensors");
             let set = DistilledSet::load(&path, &exp.device)
                 .with_context(|| "no distilled set: run `vl-distill distill` first".to_string())?;
-            let lr = set.lr();
+            check_fits(&set, exp, &path)?;
+            let ours = exp.config.model.image.architecture();
+            let lr = match &set.image_encoder {
+                // cross-architecture: the learned image α belongs to the
+                // encoder it was distilled with; this one gets its experts' rate
+                Some(theirs) if *theirs != ours => {
+                    eprintln!(
+                        "cross-architecture: distilled with {theirs}, evaluated with {ours} \
+                         (image lr {} from experts.lr_image, text lr {:.4} learned)",
+                        c.experts.lr_image,
+                        set.lr().text
+                    );
+                    distilled_with = Some(theirs.clone());
+                    TowerLr {
+                        image: c.experts.lr_image,
+                        text: set.lr().text,
+                    }
+                }
+                _ => set.lr(),
+            };
             ("distilled", set.as_pairs()?, lr)
         }
         SmallSet::Coreset(m, n) => {
@@ -477,7 +525,8 @@ fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<Recal
             &exp.dataset.name,
             &exp.image_encoder(),
             &exp.text_encoder,
-        ),
+        )
+        .distilled_with(distilled_with),
     )?;
     println!("{method} ({n} pairs): {stats}");
     Ok(stats)
@@ -600,7 +649,7 @@ fn main() -> Result<()> {
             method,
             retrain,
         } => {
-            let (exp, out) = common.experiment()?;
+            let (exp, out) = common.experiment_with(common.config()?, false)?;
             match method {
                 EvalMethod::Full => {
                     run_full_eval(&exp, &out, retrain)?;
@@ -649,7 +698,7 @@ fn main() -> Result<()> {
             run_distill(&exp, &out, common.quiet)?;
         }
         Command::Export { common, nearest } => {
-            let (exp, out) = common.experiment_with(common.saved_config()?)?;
+            let (exp, out) = common.experiment_with(common.saved_config()?, false)?;
             let path = out.join("distilled.safetensors");
             let set = DistilledSet::load(&path, &exp.device)
                 .with_context(|| "no distilled set: run `vl-distill distill` first".to_string())?;
@@ -696,6 +745,29 @@ fn main() -> Result<()> {
                 out.join("report.md").display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Errors unless the distilled set's images and texts have this
+/// experiment's image size and embedding width.
+fn check_fits(set: &DistilledSet, exp: &Experiment, path: &Path) -> Result<()> {
+    let (_, _, h, w) = set.images.dims4()?;
+    let (_, _, eh, ew) = exp.train.images.dims4()?;
+    if (h, w) != (eh, ew) {
+        anyhow::bail!(
+            "{}: the distilled images are {h}×{w} px, this configuration's are {eh}×{ew}",
+            path.display()
+        );
+    }
+    let d = set.texts.dim(1)?;
+    if d != exp.embeddings.dim {
+        anyhow::bail!(
+            "{}: the distilled texts are {d}-d, text encoder {} gives {}-d embeddings",
+            path.display(),
+            exp.text_encoder,
+            exp.embeddings.dim
+        );
     }
     Ok(())
 }

@@ -145,12 +145,18 @@ pub struct LoraConfig {
 }
 
 impl Default for LoraConfig {
-    /// Rank 8, α 16, attention qkv and output projection.
+    /// Rank 8, α 16, every linear of each block (attention qkv and output
+    /// projection, both MLP layers).
     fn default() -> Self {
         LoraConfig {
             rank: 8,
             alpha: 16.0,
-            targets: vec![LoraTarget::Qkv, LoraTarget::Proj],
+            targets: vec![
+                LoraTarget::Qkv,
+                LoraTarget::Proj,
+                LoraTarget::Fc1,
+                LoraTarget::Fc2,
+            ],
             base_seed: 0,
         }
     }

@@ -1,0 +1,103 @@
+//! Every image encoder through the whole pipeline at a reduced smoke
+//! profile on the CPU: experts learn (loss falls, validation recall above
+//! chance), stage 2 runs and moves the synthetic images, and students
+//! trained on the distilled set evaluate to finite recall.
+
+use vl_distill::config::{Config, ImageEncoderConfig};
+use vl_distill::distill::Distiller;
+use vl_distill::eval::Recall;
+use vl_distill::evaluator::Evaluator;
+use vl_distill::experiment::Experiment;
+use vl_distill::expert::ExpertTrainer;
+
+fn pipeline(kind: &str) {
+    let mut c = Config::smoke();
+    c.model.image = ImageEncoderConfig::named(kind, "smoke").unwrap();
+    c.apply_overrides(&[
+        "experts.num_experts=1",
+        "experts.epochs=3",
+        "distill.iterations=4",
+        "eval.num_seeds=1",
+        "eval.small_set_epochs=10",
+    ])
+    .unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
+    assert!(
+        exp.image_encoder().starts_with(kind),
+        "{}",
+        exp.image_encoder()
+    );
+    let trajs = ExpertTrainer::new(&exp).unwrap().run().unwrap().to_vec();
+    let chance = Recall::chance(exp.val.num_images(), exp.val.num_pairs());
+    for t in &trajs {
+        let l = &t.meta.train_loss;
+        assert!(
+            l[l.len() - 1] < l[0],
+            "{kind}: expert loss must fall: {l:?}"
+        );
+        let v = t.meta.val_recall.last().unwrap().unwrap();
+        // a LoRA ViT adapts a frozen base that is random here (no pretrained
+        // ViT is reachable offline): three epochs of adapters need not
+        // retrieve above chance
+        assert!(
+            kind == "vit_lora" || v.tr_r10 + v.ir_r10 > chance.tr_r10 + chance.ir_r10,
+            "{kind}: val recall {v} not above chance {chance}"
+        );
+    }
+    let mut d = Distiller::new(&exp, trajs).unwrap();
+    let images0 = d.set.images.clone();
+    d.run().unwrap();
+    assert!(d.history.iter().all(|r| r.loss.is_finite()));
+    let moved: f32 = (&d.set.images - &images0)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(moved > 0.0, "{kind}: the synthetic images did not move");
+    let stats = Evaluator::for_small_set(&exp, d.set.as_pairs().unwrap(), d.set.lr())
+        .run()
+        .unwrap();
+    assert!(stats.mean.values().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn nf_resnet50_runs_the_pipeline() {
+    pipeline("nf_resnet50");
+}
+
+#[test]
+fn nf_regnet_b1_runs_the_pipeline() {
+    pipeline("nf_regnet_b1");
+}
+
+#[test]
+fn nfnet_l0_runs_the_pipeline() {
+    pipeline("nfnet_l0");
+}
+
+#[test]
+fn vit_runs_the_pipeline() {
+    pipeline("vit");
+}
+
+/// With LoRA only the adapters are parameters: the experts' trajectories
+/// (and so the matching) cover them alone.
+#[test]
+fn vit_lora_runs_the_pipeline_over_the_adapters_only() {
+    pipeline("vit_lora");
+    let mut c = Config::smoke();
+    c.model.image = ImageEncoderConfig::named("vit_lora", "smoke").unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
+    let p = exp
+        .model
+        .init(0, &exp.device, candle_core::DType::F32)
+        .unwrap();
+    assert!(p
+        .image
+        .names()
+        .iter()
+        .all(|n| n.contains(".lora_A.") || n.contains(".lora_B.")));
+}
