@@ -649,9 +649,11 @@ impl Config {
         };
         c.data.image_size = 224;
         c.text.dim = 768;
-        c.model.image = ImageEncoderConfig::ConvNet {
-            width: 128,
-            depth: 5,
+        // the paper's image encoder (point model.image.checkpoint at timm's
+        // ImageNet weights to fine-tune them as the paper does)
+        c.model.image = ImageEncoderConfig::NfnetL0 {
+            size: EncoderSize::Full,
+            checkpoint: None,
         };
         c.model.text_tower = TextTowerConfig::ProjectionHead { dropout: 0.1 };
         c.experts.num_experts = 20;
@@ -676,6 +678,15 @@ impl Config {
     /// every other key overrides that profile's value.
     pub fn from_toml_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse_toml(&text, path)
+    }
+
+    /// [`from_toml_file`](Self::from_toml_file) on a string.
+    pub fn from_toml_str(text: &str) -> Result<Config> {
+        Self::parse_toml(text, Path::new("<toml>"))
+    }
+
+    fn parse_toml(text: &str, path: &Path) -> Result<Config> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Json {
             path: path.into(),
             message: format!("TOML: {e}"),
@@ -834,6 +845,50 @@ mod tests {
             assert_eq!(c.profile, p);
         }
         assert!(Config::profile("huge").is_err());
+    }
+
+    #[test]
+    fn image_encoders_by_name_and_in_toml() {
+        for kind in ImageEncoderConfig::KINDS {
+            let e = ImageEncoderConfig::named(kind, "smoke").unwrap();
+            assert_eq!(e.kind(), kind);
+            let mut c = Config::smoke();
+            c.model.image = e;
+            c.validate().unwrap();
+            // the TOML round trip keeps it
+            let back = Config::from_toml_str(&c.to_toml()).unwrap();
+            assert_eq!(back.model.image, c.model.image);
+        }
+        assert_eq!(
+            ImageEncoderConfig::named("vit", "paper").unwrap().size(),
+            Some(EncoderSize::Tiny)
+        );
+        let e = ImageEncoderConfig::named("resnet", "smoke").unwrap_err();
+        assert!(e.to_string().contains("nf_regnet_b1"), "{e}");
+        let mut c = Config::smoke();
+        c.set("model.image", r#"{"kind":"conv_net","width":8,"depth":2}"#)
+            .unwrap();
+        assert_eq!(c.model.image.architecture(), "convnet-w8-d2");
+        c.set("model.image", r#"{"kind":"nfnet_l0","size":"full"}"#)
+            .unwrap();
+        assert_eq!(c.model.image.architecture(), "nfnet_l0-full");
+        // sizes that do not exist for an architecture, and wrong image sizes
+        c.set("model.image", r#"{"kind":"nfnet_l0","size":"tiny"}"#)
+            .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("ViT sizes"));
+        c.set("model.image", r#"{"kind":"vit","size":"base"}"#)
+            .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("224"));
+        c.set(
+            "model.image",
+            r#"{"kind":"vit","checkpoint":"/no/such.safetensors"}"#,
+        )
+        .unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
     }
 
     #[test]
