@@ -120,6 +120,27 @@ impl Trajectory {
         })
     }
 
+    /// Writes the image encoder's weights at epoch `e` as a checkpoint a
+    /// configuration can load (`model.image.checkpoint`): the tensors under
+    /// the encoder's own names (timm's for the NF nets and the ViT), without
+    /// the optional image projection. A ViT expert's final epoch so becomes
+    /// the frozen base of a `vit_lora` encoder.
+    pub fn save_image_weights(&self, e: usize, path: &Path) -> Result<()> {
+        let map: HashMap<String, Tensor> = self
+            .epoch(e)?
+            .image
+            .iter()
+            .filter(|(n, _)| !n.starts_with("proj."))
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        let meta = serde_json::json!({
+            "expert": self.meta.expert,
+            "epoch": e,
+            "architecture": self.meta.model.image.architecture(),
+        });
+        crate::io::save_tensors(path, &map, &meta.to_string())
+    }
+
     /// Number of finished epochs (snapshots − 1).
     pub fn epochs_done(&self) -> usize {
         self.epochs.len().saturating_sub(1)

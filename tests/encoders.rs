@@ -101,3 +101,54 @@ fn vit_lora_runs_the_pipeline_over_the_adapters_only() {
         .iter()
         .all(|n| n.contains(".lora_A.") || n.contains(".lora_B.")));
 }
+
+/// A ViT expert's weights become the frozen base of a LoRA ViT, which then
+/// starts exactly where that expert ended.
+#[test]
+fn a_vit_expert_is_the_base_of_a_lora_vit() {
+    let mut c = Config::smoke();
+    c.model.image = ImageEncoderConfig::named("vit", "smoke").unwrap();
+    c.apply_overrides(&["experts.num_experts=1", "experts.epochs=1"])
+        .unwrap();
+    let exp = Experiment::new(c.clone(), vl_distill::device::for_tests(), None).unwrap();
+    let trajs = ExpertTrainer::new(&exp).unwrap().run().unwrap().to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("vit_base.safetensors");
+    trajs[0].save_image_weights(1, &base).unwrap();
+    let mut lc = c.clone();
+    lc.set(
+        "model.image",
+        &format!(
+            r#"{{"kind":"vit_lora","checkpoint":{}}}"#,
+            serde_json::to_string(&base).unwrap()
+        ),
+    )
+    .unwrap();
+    let lora = Experiment::with_dataset(
+        lc,
+        vl_distill::device::for_tests(),
+        exp.dataset.clone(),
+        Default::default(),
+        None,
+    )
+    .unwrap();
+    let adapters = lora
+        .model
+        .init(3, &lora.device, candle_core::DType::F32)
+        .unwrap();
+    let x = lora.test.images.narrow(0, 0, 4).unwrap();
+    let a = lora.model.encode_images(&adapters.image, &x).unwrap();
+    let b = exp
+        .model
+        .encode_images(&trajs[0].epoch(1).unwrap().image, &x)
+        .unwrap();
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(d < 1e-5, "LoRA ViT differs from its base expert by {d}");
+}

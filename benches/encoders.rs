@@ -1,0 +1,99 @@
+//! Cost of each image encoder at the default profile's sizes (32 px,
+//! batch 128 for an expert step, 100 synthetic pairs for the student of
+//! stage 2), with the ratio to the ConvNet measured in the same run: an
+//! expert SGD step (forward + backward), one unrolled student step and one
+//! reverse-sweep step (the Hessian-vector product of stage 2).
+//!
+//! Run with `cargo bench --bench encoders [-- KIND…]`. Prints medians of 3
+//! runs after one warm-up.
+
+use candle_core::{DType, Device, Tensor};
+use std::time::Instant;
+use vl_distill::config::{Config, ImageEncoderConfig};
+use vl_distill::model::{Mode, TowerParams, TwoTower};
+use vl_distill::second_order::with_graph_gradients;
+use vl_distill::unroll::{reverse_sweep, unroll_forward, StepBatch, TowerLr};
+
+fn time<R>(runs: usize, mut f: impl FnMut() -> R) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// (expert step, student forward step, reverse-sweep step) in seconds.
+fn measure(kind: &str) -> vl_distill::Result<(f64, f64, f64)> {
+    let dev = Device::Cpu;
+    let mut cfg = Config::default_profile();
+    cfg.model.image = ImageEncoderConfig::named(kind, "default")?;
+    let model = TwoTower::new(&cfg.model, 32, cfg.text.dim)?;
+    let theta = model.init(0, &dev, DType::F32)?;
+    let x = Tensor::randn(0f32, 1.0, (128, 3, 32, 32), &dev)?;
+    let e = Tensor::randn(0f32, 1.0, (128, cfg.text.dim), &dev)?;
+    let expert = time(3, || {
+        let (image, _a) = theta.image.to_vars().expect("vars");
+        let (text, _b) = theta.text.to_vars().expect("vars");
+        let p = TowerParams { image, text };
+        let l = model
+            .loss(&p, &x, &e, Mode::Train { seed: 0 })
+            .expect("loss");
+        l.backward().expect("backward")
+    });
+    let m = 100;
+    let images = Tensor::randn(0f32, 1.0, (m, 3, 32, 32), &dev)?;
+    let texts = Tensor::randn(0f32, 1.0, (m, cfg.text.dim), &dev)?;
+    let batches = vec![StepBatch {
+        indices: (0..m as u32).collect(),
+        seed: 1,
+    }];
+    let lr = TowerLr {
+        image: 0.1,
+        text: 0.1,
+    };
+    let fwd = time(3, || {
+        unroll_forward(&model, &theta, &images, &texts, &batches, lr).expect("unroll")
+    });
+    let (snaps, _) = unroll_forward(&model, &theta, &images, &texts, &batches, lr)?;
+    let lambda = snaps[1].detach();
+    let rev = with_graph_gradients(|| {
+        Ok(time(3, || {
+            reverse_sweep(&model, &snaps, &images, &texts, &batches, lr, &lambda).expect("sweep")
+        }))
+    })?;
+    Ok((expert, fwd, rev))
+}
+
+fn main() -> vl_distill::Result<()> {
+    vl_distill::alloc::tune();
+    let asked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let kinds: Vec<&str> = ImageEncoderConfig::KINDS
+        .into_iter()
+        .filter(|k| asked.is_empty() || *k == "convnet" || asked.iter().any(|a| a == k))
+        .collect();
+    let mut base = None;
+    println!("| encoder | expert step (batch 128) | student step (100 pairs) | reverse-sweep step | ratio to convnet (expert / student / reverse) |");
+    println!("|---|---|---|---|---|");
+    for kind in kinds {
+        let (a, b, c) = measure(kind)?;
+        let (a0, b0, c0) = *base.get_or_insert((a, b, c));
+        println!(
+            "| {kind} | {:.0} ms | {:.0} ms | {:.0} ms | {:.2} / {:.2} / {:.2} |",
+            a * 1e3,
+            b * 1e3,
+            c * 1e3,
+            a / a0,
+            b / b0,
+            c / c0
+        );
+    }
+    Ok(())
+}
