@@ -100,6 +100,46 @@ impl DistilledSet {
         })
     }
 
+    /// The learning rates for students of `exp`'s encoders trained on this
+    /// set, and, when `exp`'s image encoder is not the one the set was
+    /// distilled with (cross-architecture evaluation), that encoder's label.
+    /// The learned text α always applies (the text tower is the same); the
+    /// learned image α belongs to the distilling encoder, so another encoder
+    /// trains with its own expert rate (`experts.lr_image`).
+    pub fn student_lr(&self, exp: &Experiment) -> (TowerLr, Option<String>) {
+        let ours = exp.config.model.image.architecture();
+        match &self.image_encoder {
+            Some(theirs) if *theirs != ours => (
+                TowerLr {
+                    image: exp.config.experts.lr_image,
+                    text: self.lr().text,
+                },
+                Some(theirs.clone()),
+            ),
+            _ => (self.lr(), None),
+        }
+    }
+
+    /// Errors unless the set's images and texts have `exp`'s image size and
+    /// embedding width (a set from another dataset or text encoder).
+    pub fn check_fits(&self, exp: &Experiment) -> Result<()> {
+        let (_, _, h, w) = self.images.dims4()?;
+        let (_, _, eh, ew) = exp.train.images.dims4()?;
+        if (h, w) != (eh, ew) {
+            return Err(Error::Shape(format!(
+                "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
+            )));
+        }
+        let d = self.texts.dim(1)?;
+        if d != exp.embeddings.dim {
+            return Err(Error::Shape(format!(
+                "the distilled texts are {d}-d, text encoder {} gives {}-d embeddings",
+                exp.text_encoder, exp.embeddings.dim
+            )));
+        }
+        Ok(())
+    }
+
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.images.dim(0).unwrap_or(0)

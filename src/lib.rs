@@ -70,7 +70,7 @@ pub use polars;
 
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {
-    pub use crate::config::{Config, InitKind};
+    pub use crate::config::{Config, EncoderSize, ImageEncoderConfig, InitKind};
     pub use crate::coreset::CoresetMethod;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
@@ -85,7 +85,7 @@ pub mod prelude {
     pub use crate::evaluator::Evaluator;
     pub use crate::experiment::Experiment;
     pub use crate::expert::ExpertTrainer;
-    pub use crate::model::{Modality, ParamSet, TowerParams, TwoTower};
+    pub use crate::model::{ImageEncoder, Modality, ParamSet, TowerParams, TwoTower};
     pub use crate::notebook::Workspace;
     pub use crate::pairs::CaptionedImages;
     pub use crate::train::TowerLr;

@@ -252,14 +252,27 @@ impl Workspace {
         Ok(stats)
     }
 
-    /// Recall of a distilled set (trained with its learned α).
+    /// Recall of a distilled set (trained with its learned α). With an
+    /// image encoder other than the one it was distilled with
+    /// (cross-architecture), the image tower trains with the experiment's
+    /// expert rate instead (see [`DistilledSet::student_lr`]).
     pub fn evaluate_distilled(
         &self,
         exp: &Experiment,
         set: &DistilledSet,
         label: &str,
     ) -> Result<RecallStats> {
-        self.evaluate_pairs(exp, set.as_pairs()?, set.lr(), label)
+        set.check_fits(exp)?;
+        let (lr, source) = set.student_lr(exp);
+        if let Some(theirs) = source {
+            println!(
+                "{label}: distilled with {theirs}, students are {} (image lr {}, learned text lr {:.4})",
+                exp.config.model.image.architecture(),
+                lr.image,
+                lr.text
+            );
+        }
+        self.evaluate_pairs(exp, set.as_pairs()?, lr, label)
     }
 
     /// Recall of a coreset of `m` pairs chosen by `method` (trained with the

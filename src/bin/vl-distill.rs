@@ -16,7 +16,6 @@ use vl_distill::evaluator::{evaluate_experts, Evaluator};
 use vl_distill::experiment::{load_dataset, Experiment};
 use vl_distill::expert::ExpertTrainer;
 use vl_distill::train::SgdConfig;
-use vl_distill::train::TowerLr;
 use vl_distill::trajectory;
 
 #[derive(Parser)]
@@ -454,26 +453,20 @@ fn run_small_eval(exp: &Experiment, out: &Path, which: SmallSet) -> Result<Recal
             let path = out.join("distilled.safetensors");
             let set = DistilledSet::load(&path, &exp.device)
                 .with_context(|| "no distilled set: run `vl-distill distill` first".to_string())?;
-            check_fits(&set, exp, &path)?;
-            let ours = exp.config.model.image.architecture();
-            let lr = match &set.image_encoder {
-                // cross-architecture: the learned image α belongs to the
-                // encoder it was distilled with; this one gets its experts' rate
-                Some(theirs) if *theirs != ours => {
-                    eprintln!(
-                        "cross-architecture: distilled with {theirs}, evaluated with {ours} \
-                         (image lr {} from experts.lr_image, text lr {:.4} learned)",
-                        c.experts.lr_image,
-                        set.lr().text
-                    );
-                    distilled_with = Some(theirs.clone());
-                    TowerLr {
-                        image: c.experts.lr_image,
-                        text: set.lr().text,
-                    }
-                }
-                _ => set.lr(),
-            };
+            set.check_fits(exp)
+                .with_context(|| format!("{}", path.display()))?;
+            let (lr, source) = set.student_lr(exp);
+            if let Some(theirs) = &source {
+                // the learned image α belongs to the encoder it was distilled with
+                eprintln!(
+                    "cross-architecture: distilled with {theirs}, evaluated with {} \
+                     (image lr {} from experts.lr_image, text lr {:.4} learned)",
+                    exp.config.model.image.architecture(),
+                    lr.image,
+                    lr.text
+                );
+            }
+            distilled_with = source;
             ("distilled", set.as_pairs()?, lr)
         }
         SmallSet::Coreset(m, n) => {
@@ -749,25 +742,3 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Errors unless the distilled set's images and texts have this
-/// experiment's image size and embedding width.
-fn check_fits(set: &DistilledSet, exp: &Experiment, path: &Path) -> Result<()> {
-    let (_, _, h, w) = set.images.dims4()?;
-    let (_, _, eh, ew) = exp.train.images.dims4()?;
-    if (h, w) != (eh, ew) {
-        anyhow::bail!(
-            "{}: the distilled images are {h}×{w} px, this configuration's are {eh}×{ew}",
-            path.display()
-        );
-    }
-    let d = set.texts.dim(1)?;
-    if d != exp.embeddings.dim {
-        anyhow::bail!(
-            "{}: the distilled texts are {d}-d, text encoder {} gives {}-d embeddings",
-            path.display(),
-            exp.text_encoder,
-            exp.embeddings.dim
-        );
-    }
-    Ok(())
-}
