@@ -86,14 +86,112 @@ pub struct DataConfig {
     pub skip_unreadable: bool,
 }
 
-/// The frozen sentence encoder that turns captions into embeddings.
+/// The frozen sentence encoder that turns captions into embeddings
+/// (see [`crate::text`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextConfig {
-    /// Encoder name: `hashed` (built-in, offline) for now.
+    /// Encoder name: `hashed` (built in, offline, no weights), `bert` (the
+    /// BERT family: bert-base-uncased, sentence-transformers checkpoints such
+    /// as all-MiniLM-L6-v2) or `clip` (a CLIP text tower), the last two
+    /// loaded from the folder `path`.
     pub encoder: String,
-    /// Embedding dimension of the hashed encoder.
+    /// Embedding dimension of the hashed encoder. `bert` and `clip` take
+    /// theirs from the checkpoint (hidden size, or CLIP's projection
+    /// dimension) and ignore this.
     pub dim: usize,
+    /// The model folder of `bert` / `clip` (`config.json`,
+    /// `model.safetensors`, `tokenizer.json`, ...); required for them.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `bert` only: `"cls"` or `"mean"`; unset takes the folder's default (a
+    /// sentence-transformers folder's pooling mode, else `cls`).
+    #[serde(default)]
+    pub pooling: Option<String>,
+    /// `bert` / `clip`: L2-normalise the embeddings; unset takes the folder's
+    /// default (a sentence-transformers `Normalize` module; else off).
+    #[serde(default)]
+    pub normalize: Option<bool>,
+    /// `bert` / `clip`: truncate captions to this many tokens (special tokens
+    /// included); unset: BERT min(128, max positions) or a
+    /// sentence-transformers folder's `max_seq_length`, CLIP its max positions.
+    #[serde(default)]
+    pub max_len: Option<usize>,
+    /// `bert` / `clip`: captions per forward pass.
+    #[serde(default = "default_text_batch_size")]
+    pub batch_size: usize,
+}
+
+/// The default of [`TextConfig::batch_size`].
+pub const DEFAULT_TEXT_BATCH_SIZE: usize = 64;
+
+fn default_text_batch_size() -> usize {
+    DEFAULT_TEXT_BATCH_SIZE
+}
+
+impl TextConfig {
+    /// Checks the encoder name and that the options fit it (the model
+    /// folder itself is read by [`crate::text::from_config`]).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        match self.encoder.as_str() {
+            "hashed" => {
+                if self.dim == 0 {
+                    return bad("text.dim must be > 0".into());
+                }
+                let set: Vec<&str> = [
+                    ("pooling", self.pooling.is_some()),
+                    ("normalize", self.normalize.is_some()),
+                    ("max_len", self.max_len.is_some()),
+                ]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(k, _)| *k)
+                .collect();
+                if !set.is_empty() {
+                    return bad(format!(
+                        "text.{} only applies to the bert and clip encoders, not hashed",
+                        set.join(", text.")
+                    ));
+                }
+            }
+            "bert" | "clip" => {
+                if self.path.is_none() {
+                    return bad(format!(
+                        "text.path must name the model folder of the {} encoder",
+                        self.encoder
+                    ));
+                }
+                match (self.encoder.as_str(), self.pooling.as_deref()) {
+                    ("clip", Some(p)) => {
+                        return bad(format!(
+                            "text.pooling {p:?} does not apply to clip (it pools at the \
+                             end-of-text token); leave it unset"
+                        ))
+                    }
+                    (_, Some(p)) if p != "cls" && p != "mean" => {
+                        return bad(format!(
+                            "text.pooling {p:?} is not a pooling (choose \"cls\" or \"mean\")"
+                        ))
+                    }
+                    _ => {}
+                }
+                if self.max_len.is_some_and(|m| m < 2) {
+                    return bad("text.max_len must be >= 2 (the special tokens)".into());
+                }
+                if self.batch_size == 0 {
+                    return bad("text.batch_size must be > 0".into());
+                }
+            }
+            other => {
+                return bad(format!(
+                    "unknown text encoder {other:?} (available: {})",
+                    crate::text::ENCODERS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which published size of an architecture an image encoder has.
@@ -552,6 +650,11 @@ impl Config {
             text: TextConfig {
                 encoder: "hashed".into(),
                 dim: 128,
+                path: None,
+                pooling: None,
+                normalize: None,
+                max_len: None,
+                batch_size: DEFAULT_TEXT_BATCH_SIZE,
             },
             model: ModelConfig {
                 image: ImageEncoderConfig::ConvNet {
@@ -746,9 +849,7 @@ impl Config {
         if self.model.temperature.is_nan() || self.model.temperature <= 0.0 {
             return bad("model.temperature must be > 0".into());
         }
-        if self.text.dim == 0 {
-            return bad("text.dim must be > 0".into());
-        }
+        self.text.validate()?;
         let e = &self.experts;
         if e.num_experts == 0 || e.epochs == 0 || e.batch_size < 2 {
             return bad("experts: num_experts and epochs must be > 0, batch_size >= 2".into());
@@ -919,5 +1020,68 @@ mod tests {
         // round trip through TOML text
         let again: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn text_encoder_options_are_checked() {
+        let err = |c: &Config| c.validate().unwrap_err().to_string();
+        let mut c = Config::smoke();
+        assert_eq!(c.text.batch_size, DEFAULT_TEXT_BATCH_SIZE);
+        c.set("text.encoder", "bert").unwrap();
+        assert!(err(&c).contains("text.path"), "{}", err(&c));
+        c.set("text.path", "/models/minilm").unwrap();
+        c.validate().unwrap();
+        c.set("text.pooling", "mean").unwrap();
+        c.set("text.max_len", "64").unwrap();
+        c.set("text.normalize", "true").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.text.pooling.as_deref(), Some("mean"));
+        assert_eq!((c.text.max_len, c.text.normalize), (Some(64), Some(true)));
+        c.set("text.pooling", "max").unwrap();
+        assert!(err(&c).contains("\"max\" is not a pooling"), "{}", err(&c));
+        c.set("text.pooling", "cls").unwrap();
+        c.set("text.encoder", "clip").unwrap();
+        assert!(err(&c).contains("does not apply to clip"), "{}", err(&c));
+        c.set("text.pooling", "null").unwrap();
+        c.validate().unwrap();
+        c.set("text.batch_size", "0").unwrap();
+        assert!(err(&c).contains("batch_size"));
+        c.set("text.batch_size", "8").unwrap();
+        c.set("text.max_len", "1").unwrap();
+        assert!(err(&c).contains("max_len"));
+        c.set("text.encoder", "hashed").unwrap();
+        assert!(
+            err(&c).contains("text.normalize, text.max_len"),
+            "{}",
+            err(&c)
+        );
+        c.set("text.encoder", "word2vec").unwrap();
+        assert!(err(&c).contains("hashed, bert, clip"), "{}", err(&c));
+
+        // TOML: a [text] table with the new keys; unknown keys are refused
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "profile = \"smoke\"\n[text]\nencoder = \"bert\"\npath = \"m/bert\"\npooling = \"mean\"\n",
+        )
+        .unwrap();
+        let c = Config::from_toml_file(&f).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.text.path.as_deref(), Some(Path::new("m/bert")));
+        assert_eq!(c.text.batch_size, DEFAULT_TEXT_BATCH_SIZE);
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+        let again: Config = toml::from_str(&Config::smoke().to_toml()).unwrap();
+        assert_eq!(again, Config::smoke());
+        std::fs::write(&f, "[text]\nencoder = \"bert\"\nmodel = \"x\"\n").unwrap();
+        assert!(Config::from_toml_file(&f).is_err());
+        // a config written before these keys existed still reads
+        let old = r#"{"encoder": "hashed", "dim": 32}"#;
+        let t: TextConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (t.dim, t.batch_size, t.path),
+            (32, DEFAULT_TEXT_BATCH_SIZE, None)
+        );
     }
 }
