@@ -118,7 +118,11 @@ fn initialisations_and_bad_settings() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("does not fit"), "{err}");
+    assert!(
+        err.contains("was trained with image encoder convnet-w16-d2")
+            && err.contains("configured for convnet-w8-d2"),
+        "{err}"
+    );
     // experts trained on another dataset
     let mut c = exp.config.clone();
     c.apply_overrides(&[r#"data.source={"kind":"scenes","train":250,"val":60,"test":100}"#])

@@ -178,7 +178,8 @@ struct Common {
     #[arg(long, value_name = "KIND")]
     image_encoder: Option<String>,
     /// Frozen text encoder: hashed, bert or clip (bert and clip read a local
-    /// model folder: --set text.path=DIR).
+    /// model folder: --set text.path=DIR; bert defaults to
+    /// data/models/all-MiniLM-L6-v2 when data-scripts/fetch_minilm.sh put it there).
     #[arg(long, value_name = "KIND")]
     text_encoder: Option<String>,
 }
@@ -201,6 +202,16 @@ impl Common {
         }
         if let Some(kind) = &self.text_encoder {
             c.set("text.encoder", kind)?;
+            // `data-scripts/fetch_minilm.sh` puts all-MiniLM-L6-v2 here
+            let minilm = PathBuf::from("data/models/all-MiniLM-L6-v2");
+            if kind == "bert" && c.text.path.is_none() && minilm.join("model.safetensors").exists()
+            {
+                eprintln!(
+                    "text: bert from {} (set text.path for another folder)",
+                    minilm.display()
+                );
+                c.text.path = Some(minilm);
+            }
         }
         Ok(())
     }
@@ -741,4 +752,3 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
-
