@@ -467,6 +467,7 @@ impl Distiller {
             "distill": what,
             "seed": exp.config.seed,
             "dataset": exp.dataset.content_hash(),
+            "text_encoder": exp.text_encoder,
             "model": exp.config.model,
             "experts": experts.iter().map(|t| (t.meta.expert, t.meta.seed)).collect::<Vec<_>>(),
         })

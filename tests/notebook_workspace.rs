@@ -62,6 +62,16 @@ fn experts_and_distillations_are_cached_by_setup() {
     let ckpts = std::fs::read_dir(ws.dir.join("distill")).unwrap().count();
     assert_eq!(ckpts, 2);
 
+    // another text encoder: its own experts and its own distillation (not
+    // the hashed-128 run of the same name and settings)
+    let mut tc = exp.config.clone();
+    tc.text.dim = 64;
+    let text_exp = ws.experiment(tc).unwrap();
+    assert_ne!(ws.experts_dir(&text_exp), dir);
+    let text_experts = ws.experts(&text_exp).unwrap();
+    let other_text = ws.distill(&text_exp, &text_experts, "first").unwrap();
+    assert_eq!(other_text.set.texts.dim(1).unwrap(), 64);
+
     // more iterations of the same setup continue the finished run
     let mut longer = exp.clone();
     longer.config.distill.iterations = 5;
