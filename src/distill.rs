@@ -683,8 +683,12 @@ impl Distiller {
         let m = &mut mom.log_lr;
         m[0] = mu * m[0] + grads.log_lr_image;
         m[1] = mu * m[1] + grads.log_lr_text;
-        set.log_lr_image -= self.cfg.lr_lr * m[0];
-        set.log_lr_text -= self.cfg.lr_lr * m[1];
+        let step = |d: f64| match self.cfg.max_lr_step {
+            Some(bound) => d.clamp(-bound, bound),
+            None => d,
+        };
+        set.log_lr_image -= step(self.cfg.lr_lr * m[0]);
+        set.log_lr_text -= step(self.cfg.lr_lr * m[1]);
         Ok((set, mom))
     }
 

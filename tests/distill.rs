@@ -78,6 +78,41 @@ fn matching_loss_falls_and_frozen_modalities_stay() {
     assert!(i.to_scalar::<f32>().unwrap() > 0.0);
 }
 
+/// `distill.max_lr_step` bounds how far each log α moves per iteration
+/// (unset, the step is the paper's unbounded one).
+#[test]
+fn the_learned_rate_step_can_be_bounded() {
+    let (exp, trajs) = setup(&["distill.iterations=4", "distill.lr_lr=10"]);
+    let bound = 0.01;
+    let run = |max: Option<f64>| {
+        let mut e = exp.clone();
+        e.config.distill.max_lr_step = max;
+        let mut d = Distiller::new(&e, trajs.clone()).unwrap();
+        let start = (d.set.log_lr_image, d.set.log_lr_text);
+        let mut moves = Vec::new();
+        let mut last = start;
+        while !d.is_done() {
+            d.step().unwrap();
+            moves.push(
+                (d.set.log_lr_image - last.0)
+                    .abs()
+                    .max((d.set.log_lr_text - last.1).abs()),
+            );
+            last = (d.set.log_lr_image, d.set.log_lr_text);
+        }
+        moves
+    };
+    let bounded = run(Some(bound));
+    assert!(bounded.iter().all(|m| *m <= bound + 1e-12), "{bounded:?}");
+    let free = run(None);
+    assert!(
+        free.iter().any(|m| *m > bound),
+        "with lr_lr 10 the unbounded steps should exceed {bound}: {free:?}"
+    );
+    let mut c = exp.config.clone();
+    assert!(c.apply_overrides(&["distill.max_lr_step=0"]).is_err());
+}
+
 #[test]
 fn initialisations_and_bad_settings() {
     let (exp, trajs) = setup(&["experts.num_experts=1"]);
