@@ -7,25 +7,12 @@
 //! Run with `cargo bench --bench encoders [-- KIND…]`. Prints medians of 3
 //! runs after one warm-up.
 
-use candle_core::{DType, Device, Tensor};
-use std::time::Instant;
-use vl_distill::config::{Config, ImageEncoderConfig};
-use vl_distill::model::{Mode, TowerParams, TwoTower};
-use vl_distill::second_order::with_graph_gradients;
-use vl_distill::unroll::{reverse_sweep, unroll_forward, StepBatch, TowerLr};
+mod common;
 
-fn time<R>(runs: usize, mut f: impl FnMut() -> R) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+use candle_core::{DType, Device, Tensor};
+use common::{expert_step_seconds, student_step_seconds};
+use vl_distill::config::{Config, ImageEncoderConfig};
+use vl_distill::model::TwoTower;
 
 /// (expert step, student forward step, reverse-sweep step) in seconds.
 fn measure(kind: &str) -> vl_distill::Result<(f64, f64, f64)> {
@@ -36,36 +23,8 @@ fn measure(kind: &str) -> vl_distill::Result<(f64, f64, f64)> {
     let theta = model.init(0, &dev, DType::F32)?;
     let x = Tensor::randn(0f32, 1.0, (128, 3, 32, 32), &dev)?;
     let e = Tensor::randn(0f32, 1.0, (128, cfg.text.dim), &dev)?;
-    let expert = time(3, || {
-        let (image, _a) = theta.image.to_vars().expect("vars");
-        let (text, _b) = theta.text.to_vars().expect("vars");
-        let p = TowerParams { image, text };
-        let l = model
-            .loss(&p, &x, &e, Mode::Train { seed: 0 })
-            .expect("loss");
-        l.backward().expect("backward")
-    });
-    let m = 100;
-    let images = Tensor::randn(0f32, 1.0, (m, 3, 32, 32), &dev)?;
-    let texts = Tensor::randn(0f32, 1.0, (m, cfg.text.dim), &dev)?;
-    let batches = vec![StepBatch {
-        indices: (0..m as u32).collect(),
-        seed: 1,
-    }];
-    let lr = TowerLr {
-        image: 0.1,
-        text: 0.1,
-    };
-    let fwd = time(3, || {
-        unroll_forward(&model, &theta, &images, &texts, &batches, lr).expect("unroll")
-    });
-    let (snaps, _) = unroll_forward(&model, &theta, &images, &texts, &batches, lr)?;
-    let lambda = snaps[1].detach();
-    let rev = with_graph_gradients(|| {
-        Ok(time(3, || {
-            reverse_sweep(&model, &snaps, &images, &texts, &batches, lr, &lambda).expect("sweep")
-        }))
-    })?;
+    let expert = expert_step_seconds(&model, &theta, &x, &e, 3);
+    let (fwd, rev) = student_step_seconds(&model, &theta, 100, 32, cfg.text.dim, 3)?;
     Ok((expert, fwd, rev))
 }
 

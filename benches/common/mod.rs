@@ -1,5 +1,8 @@
-//! Shared set-up of the stage-2 benchmarks: one outer distillation step's
-//! inputs at a profile's sizes, without training experts first.
+//! Shared set-up of the benchmarks: one outer distillation step's inputs at
+//! a profile's sizes (without training experts first), timing, and the
+//! expert / student / reverse-sweep step timings of `step` and `encoders`.
+
+#![allow(dead_code)] // each bench uses part of it
 
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
@@ -84,13 +87,11 @@ pub fn step_inputs(cfg: &Config, syn_steps: usize) -> vl_distill::Result<StepInp
 /// `/proc/self/status`. Unlike `getrusage`'s `ru_maxrss`, which a child
 /// inherits from its parent across fork and exec, the high-water mark
 /// belongs to the address space and starts afresh at exec.
-#[allow(dead_code)] // not every bench uses it
 pub fn peak_rss_mib() -> f64 {
     proc_kib("/proc/self/status", "VmHWM:").map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// The kB value of the line starting with `key` in a `/proc` file.
-#[allow(dead_code)] // not every bench uses it
 pub fn proc_kib(file: &str, key: &str) -> Option<f64> {
     std::fs::read_to_string(file)
         .ok()?
@@ -100,4 +101,74 @@ pub fn proc_kib(file: &str, key: &str) -> Option<f64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Median seconds of `runs` calls of `f`, after one warm-up call.
+pub fn time<R>(runs: usize, mut f: impl FnMut() -> R) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median seconds of one expert SGD step's forward + backward on a random
+/// batch `x`, `e` (`runs` runs).
+pub fn expert_step_seconds(
+    model: &TwoTower,
+    theta: &TowerParams,
+    x: &Tensor,
+    e: &Tensor,
+    runs: usize,
+) -> f64 {
+    time(runs, || {
+        let (image, _a) = theta.image.to_vars().expect("vars");
+        let (text, _b) = theta.text.to_vars().expect("vars");
+        let p = TowerParams { image, text };
+        let l = model
+            .loss(&p, x, e, vl_distill::model::Mode::Train { seed: 0 })
+            .expect("loss");
+        l.backward().expect("backward")
+    })
+}
+
+/// Median seconds of one unrolled student step and of one reverse-sweep
+/// step of stage 2, for `m` random synthetic pairs of `px`-pixel images and
+/// `dim`-d texts trained together (`runs` runs).
+pub fn student_step_seconds(
+    model: &TwoTower,
+    theta: &TowerParams,
+    m: usize,
+    px: usize,
+    dim: usize,
+    runs: usize,
+) -> vl_distill::Result<(f64, f64)> {
+    use vl_distill::unroll::{reverse_sweep, unroll_forward};
+    let dev = theta.image.tensors()[0].device().clone();
+    let images = Tensor::randn(0f32, 1.0, (m, 3, px, px), &dev)?;
+    let texts = Tensor::randn(0f32, 1.0, (m, dim), &dev)?;
+    let batches = vec![StepBatch {
+        indices: (0..m as u32).collect(),
+        seed: 1,
+    }];
+    let lr = TowerLr {
+        image: 0.1,
+        text: 0.1,
+    };
+    let fwd = time(runs, || {
+        unroll_forward(model, theta, &images, &texts, &batches, lr).expect("unroll")
+    });
+    let (snaps, _) = unroll_forward(model, theta, &images, &texts, &batches, lr)?;
+    let lambda = snaps[1].detach();
+    let rev = with_graph_gradients(|| {
+        Ok(time(runs, || {
+            reverse_sweep(model, &snaps, &images, &texts, &batches, lr, &lambda).expect("sweep")
+        }))
+    })?;
+    Ok((fwd, rev))
 }

@@ -189,9 +189,10 @@ pub struct TwoTower {
     pub temperature: f64,
     /// Whether `logit_scale` is a parameter.
     pub learn_temperature: bool,
-    /// Pretrained weights every initialisation of the image encoder starts
-    /// from (not for a LoRA ViT, whose checkpoint is its frozen base).
-    pub image_checkpoint: Option<std::path::PathBuf>,
+    /// Pretrained weights (CPU, f32, read once from `model.image.checkpoint`)
+    /// that every initialisation of the image encoder starts from (not for a
+    /// LoRA ViT, whose checkpoint is its frozen base).
+    pub image_checkpoint: Option<ParamSet>,
 }
 
 impl TwoTower {
@@ -199,16 +200,28 @@ impl TwoTower {
     pub fn new(cfg: &ModelConfig, image_size: usize, text_dim: usize) -> Result<TwoTower> {
         let encoder = image_encoder(&cfg.image, image_size)?;
         let joint = cfg.image_proj.unwrap_or(encoder.out_dim());
+        let image_checkpoint = match (&cfg.image, cfg.image.checkpoint()) {
+            (ImageEncoderConfig::VitLora { .. }, _) | (_, None) => None,
+            (_, Some(path)) => {
+                // the names and shapes to read; the values are replaced
+                let mut rng = ChaCha8Rng::seed_from_u64(0);
+                let template = encoder.init(&mut rng, &Device::Cpu, DType::F32)?;
+                Some(checkpoint::load_like(
+                    path,
+                    &template,
+                    &encoder.name(),
+                    &Device::Cpu,
+                    DType::F32,
+                )?)
+            }
+        };
         Ok(TwoTower {
             encoder,
             image_proj: cfg.image_proj,
             text: TextTower::new(cfg.text_tower.clone(), text_dim, joint),
             temperature: cfg.temperature,
             learn_temperature: cfg.learn_temperature,
-            image_checkpoint: match cfg.image {
-                ImageEncoderConfig::VitLora { .. } => None,
-                _ => cfg.image.checkpoint().map(|p| p.to_path_buf()),
-            },
+            image_checkpoint,
         })
     }
 
@@ -234,8 +247,8 @@ impl TwoTower {
     pub fn init(&self, seed: u64, device: &Device, dtype: DType) -> Result<TowerParams> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut image = self.encoder.init(&mut rng, device, dtype)?;
-        if let Some(path) = &self.image_checkpoint {
-            image = checkpoint::load_like(path, &image, &self.encoder.name(), device, dtype)?;
+        if let Some(weights) = &self.image_checkpoint {
+            image = weights.to_device(device)?.to_dtype(dtype)?;
         }
         if let Some(d) = self.image_proj {
             let fan_in = self.encoder.out_dim();

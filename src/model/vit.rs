@@ -456,6 +456,17 @@ impl ImageEncoder for Vit {
 mod tests {
     use super::*;
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     fn images(seed: u64, side: usize) -> Tensor {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         layers::normal(&mut rng, &[2, 3, side, side], 1.0, DType::F64, &Device::Cpu).unwrap()
@@ -483,14 +494,7 @@ mod tests {
         let x = images(1, 16);
         let a = with.forward(&adapters, &x).unwrap();
         let b = plain.forward(&base, &x).unwrap();
-        let diff: f64 = (&a - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&a, &b);
         assert!(diff < 1e-6, "max diff {diff}");
         // a non-zero B changes it
         let moved = adapters
@@ -503,14 +507,7 @@ mod tests {
             })
             .unwrap();
         let c = with.forward(&moved, &x).unwrap();
-        let diff: f64 = (&c - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = max_abs_diff(&c, &b);
         assert!(diff > 1e-3, "adapters have no effect ({diff})");
     }
 

@@ -34,7 +34,7 @@
 //! not be reused for anything trained.
 
 use super::checkpoint::{
-    check_shape, configure_tokenizer, encode_batched, identity_digest, l2_normalize,
+    check_architecture, configure_tokenizer, encode_batched, identity_digest, l2_normalize,
     load_tokenizer_json, masked_mean, max_token_id, read_json, safetensors_shapes, token_string,
     tokenize, var_builder, ModelFolder, TokenBatch,
 };
@@ -454,33 +454,15 @@ impl BertEncoder {
                 "intermediate_size × hidden_size",
             ),
         ];
-        for (name, want, what) in checks {
-            if name.starts_with("encoder.") && config.num_hidden_layers == 0 {
-                continue;
-            }
-            check_shape(
-                &shapes,
-                &weights_path,
-                &format!("{prefix}{name}"),
-                &want,
-                &config_path,
-                what,
-            )?;
-        }
-        let last = format!(
-            "{prefix}encoder.layer.{}.output.dense.weight",
-            config.num_hidden_layers
-        );
-        if shapes.contains_key(&last) {
-            return Err(Error::bad_file(
-                &weights_path,
-                format!(
-                    "has more than the {} layers {} gives (found {last})",
-                    config.num_hidden_layers,
-                    config_path.display()
-                ),
-            ));
-        }
+        check_architecture(
+            &shapes,
+            &weights_path,
+            &config_path,
+            prefix,
+            &checks,
+            config.num_hidden_layers,
+            |n| format!("encoder.layer.{n}.output.dense.weight"),
+        )?;
         let vb = var_builder(&weights_path, device)?;
         let vb = if prefix.is_empty() { vb } else { vb.pp("bert") };
         let model = BertModel::load(vb, &config).map_err(|e| {

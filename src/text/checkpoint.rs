@@ -200,6 +200,45 @@ pub(crate) fn check_shape(
     }
 }
 
+/// The weights file (tensors named under `prefix`) against its config: each
+/// `(name, shape, what the config calls it)` of `checks` must be there with
+/// that shape (`encoder.*` ones only when the model has layers), and
+/// `layer_key(num_layers)` — a tensor of the layer after the last — must not.
+pub(crate) fn check_architecture(
+    shapes: &std::collections::HashMap<String, Vec<usize>>,
+    weights: &Path,
+    config: &Path,
+    prefix: &str,
+    checks: &[(&str, Vec<usize>, &str)],
+    num_layers: usize,
+    layer_key: impl Fn(usize) -> String,
+) -> Result<()> {
+    for (name, want, what) in checks {
+        if name.starts_with("encoder.") && num_layers == 0 {
+            continue;
+        }
+        check_shape(
+            shapes,
+            weights,
+            &format!("{prefix}{name}"),
+            want,
+            config,
+            what,
+        )?;
+    }
+    let extra = format!("{prefix}{}", layer_key(num_layers));
+    if shapes.contains_key(&extra) {
+        return Err(Error::bad_file(
+            weights,
+            format!(
+                "has more than the {num_layers} layers {} gives (found {extra})",
+                config.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Loads the tensors of a safetensors file for a candle model (f32 on
 /// `device`). The file is memory-mapped; candle copies every tensor out of
 /// the map while the model is built, and the map is dropped with the

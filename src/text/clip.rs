@@ -34,9 +34,9 @@
 //! pass, fine for captions encoded once.
 
 use super::checkpoint::{
-    check_shape, configure_tokenizer, encode_batched, identity_digest, l2_normalize,
-    load_tokenizer_json, max_token_id, read_json, safetensors_shapes, token_string, tokenize,
-    var_builder, ModelFolder, TokenBatch,
+    check_architecture, check_shape, configure_tokenizer, encode_batched, identity_digest,
+    l2_normalize, load_tokenizer_json, max_token_id, read_json, safetensors_shapes, token_string,
+    tokenize, var_builder, ModelFolder, TokenBatch,
 };
 use super::{EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
@@ -293,33 +293,15 @@ impl ClipTextEncoder {
                 "intermediate_size × hidden_size",
             ),
         ];
-        for (name, want, what) in checks {
-            if name.starts_with("encoder.") && cfg.num_hidden_layers == 0 {
-                continue;
-            }
-            check_shape(
-                &shapes,
-                &weights_path,
-                &format!("{prefix}{name}"),
-                &want,
-                &config_path,
-                what,
-            )?;
-        }
-        let extra = format!(
-            "{prefix}encoder.layers.{}.mlp.fc1.weight",
-            cfg.num_hidden_layers
-        );
-        if shapes.contains_key(&extra) {
-            return Err(Error::bad_file(
-                &weights_path,
-                format!(
-                    "has more than the {} layers {} gives (found {extra})",
-                    cfg.num_hidden_layers,
-                    config_path.display()
-                ),
-            ));
-        }
+        check_architecture(
+            &shapes,
+            &weights_path,
+            &config_path,
+            prefix,
+            &checks,
+            cfg.num_hidden_layers,
+            |n| format!("encoder.layers.{n}.mlp.fc1.weight"),
+        )?;
         let has_projection = shapes.contains_key("text_projection.weight");
         if has_projection {
             check_shape(
