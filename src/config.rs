@@ -368,6 +368,35 @@ impl ImageEncoderConfig {
         }
     }
 
+    /// Expert epochs this encoder needs to learn the default profile's
+    /// scenes from scratch, where it differs from the profile's 4 (which suit
+    /// the ConvNet): the scaled NF nets take 10.
+    ///
+    /// Measured at the default profile (one expert, SGD, validation TR R@1
+    /// on 200 images, chance 0.5; README "Encoders"): after 4 / 10 epochs at
+    /// lr 0.1, NF-ResNet-50 8.0 / 21.0, NF-RegNet-B1 2.5 / 5.5, NFNet-L0
+    /// 2.5 / 17.5 (lr 0.3 and 1.0 were no better; 1.0 diverged for NFNet-L0).
+    /// The ViTs from scratch stay at chance with SGD at any rate tried
+    /// (0.1 to 10, 10 epochs), so more epochs would buy nothing: `None`.
+    /// A pretrained checkpoint needs no more epochs either.
+    pub fn scratch_epochs(&self) -> Option<usize> {
+        match self {
+            ImageEncoderConfig::NfResnet50 {
+                size: EncoderSize::Scaled,
+                checkpoint: None,
+            }
+            | ImageEncoderConfig::NfRegnetB1 {
+                size: EncoderSize::Scaled,
+                checkpoint: None,
+            }
+            | ImageEncoderConfig::NfnetL0 {
+                size: EncoderSize::Scaled,
+                checkpoint: None,
+            } => Some(10),
+            _ => None,
+        }
+    }
+
     /// The pretrained checkpoint, when one is configured.
     pub fn checkpoint(&self) -> Option<&Path> {
         match self {
@@ -815,6 +844,32 @@ impl Config {
         serde_json::from_value(value).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
+    /// Switches the image encoder to `kind` at the profile's size
+    /// ([`ImageEncoderConfig::named`]) and, at the `default` profile, gives
+    /// its experts and its full-data evaluation the epochs it needs to learn
+    /// from scratch ([`ImageEncoderConfig::scratch_epochs`]; the ConvNet and
+    /// the ViTs keep the profile's). The smoke profile keeps its epochs: it
+    /// checks the machinery in CI, not the encoders' quality. What
+    /// `--image-encoder` does; set `experts.epochs` afterwards to override.
+    ///
+    /// ```
+    /// use vl_distill::config::Config;
+    /// let mut c = Config::default_profile();
+    /// c.set_image_encoder("nfnet_l0").unwrap();
+    /// assert_eq!(c.model.image.architecture(), "nfnet_l0-scaled");
+    /// assert_eq!((c.experts.epochs, c.eval.full_epochs), (10, 10));
+    /// ```
+    pub fn set_image_encoder(&mut self, kind: &str) -> Result<()> {
+        self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
+        if self.profile == "default" {
+            if let Some(e) = self.model.image.scratch_epochs() {
+                self.experts.epochs = e;
+                self.eval.full_epochs = e;
+            }
+        }
+        Ok(())
+    }
+
     /// Overrides one field by its dotted path, e.g. `set("experts.epochs", "5")`
     /// or `set("data.source", r#"{"kind":"karpathy","json":"d.json"}"#)`.
     /// The value is read as JSON when it parses as JSON, else as a string.
@@ -964,6 +1019,31 @@ mod tests {
             assert_eq!(c.profile, p);
         }
         assert!(Config::profile("huge").is_err());
+    }
+
+    #[test]
+    fn set_image_encoder_gives_scratch_nf_nets_their_epochs_at_default_only() {
+        let mut c = Config::default_profile();
+        for kind in ["nf_resnet50", "nf_regnet_b1", "nfnet_l0"] {
+            c.set_image_encoder(kind).unwrap();
+            assert_eq!((c.experts.epochs, c.eval.full_epochs), (10, 10), "{kind}");
+        }
+        for kind in ["convnet", "vit", "vit_lora"] {
+            let mut c = Config::default_profile();
+            c.set_image_encoder(kind).unwrap();
+            assert_eq!(c.model.image.kind(), kind);
+            assert_eq!((c.experts.epochs, c.eval.full_epochs), (4, 4), "{kind}");
+        }
+        // smoke keeps its epochs; a checkpoint needs no extra epochs
+        let mut s = Config::smoke();
+        s.set_image_encoder("nfnet_l0").unwrap();
+        assert_eq!(s.experts.epochs, Config::smoke().experts.epochs);
+        let e = ImageEncoderConfig::NfnetL0 {
+            size: EncoderSize::Scaled,
+            checkpoint: Some("w.safetensors".into()),
+        };
+        assert_eq!(e.scratch_epochs(), None);
+        assert!(c.set_image_encoder("resnet").is_err());
     }
 
     #[test]

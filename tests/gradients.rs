@@ -123,10 +123,32 @@ fn info_nce_prefers_matched_pairs() {
 
 #[test]
 fn convnet_tower_gradient_matches_finite_differences() {
-    let m = model(TextTowerConfig::Linear, false, 6);
+    check_first_order(&model(TextTowerConfig::Linear, false, 6), 8);
+}
+
+/// Every parameter of a whole ViT (all weights trained, class-token
+/// pooling): first-order gradients against finite differences.
+#[test]
+fn vit_tower_gradient_matches_finite_differences() {
+    let cfg = VitCfg {
+        img_size: 8,
+        patch_size: 4,
+        embed_dim: 8,
+        depth: 2,
+        num_heads: 2,
+        mlp_ratio: 2.0,
+    };
+    let vit = Vit::new("vit-test", cfg).unwrap();
+    check_first_order(&tower_with(Box::new(vit), 6), 8);
+}
+
+/// The gradient of a scalar readout of the image features with respect to
+/// every image-tower parameter and to the input, against central finite
+/// differences (f64).
+fn check_first_order(m: &TwoTower, side: usize) {
     let p = m.init(3, &dev(), DType::F64).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let x = randn(&mut rng, &[3, 3, 8, 8], 1.0);
+    let x = randn(&mut rng, &[3, 3, side, side], 1.0);
     let w_out = randn(&mut rng, &[3, m.encoder.out_dim()], 1.0);
     // a scalar readout of the features: Σ w ⊙ f(x)
     let readout = |params: &ParamSet, x: &Tensor| -> Tensor {

@@ -174,7 +174,8 @@ struct Common {
     quiet: bool,
     /// Image encoder at the profile's size: convnet, nf_resnet50,
     /// nf_regnet_b1, nfnet_l0, vit or vit_lora (refine it with --set
-    /// model.image.size=… / model.image.checkpoint=…).
+    /// model.image.size=… / model.image.checkpoint=…). At the default
+    /// profile the NF nets get the 10 expert epochs they need from scratch.
     #[arg(long, value_name = "KIND")]
     image_encoder: Option<String>,
     /// Frozen text encoder: hashed, bert or clip (bert and clip read a local
@@ -198,7 +199,7 @@ impl Common {
     /// --image-encoder and --text-encoder (applied before --set).
     fn apply_encoders(&self, c: &mut Config) -> Result<()> {
         if let Some(kind) = &self.image_encoder {
-            c.model.image = ImageEncoderConfig::named(kind, &c.profile)?;
+            c.set_image_encoder(kind)?;
         }
         if let Some(kind) = &self.text_encoder {
             c.set("text.encoder", kind)?;
