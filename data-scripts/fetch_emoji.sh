@@ -32,7 +32,7 @@ PACKAGES=(
     "cldr-annotations-derived-full 48.2.0 sha512-log62km+AOzI7n/NEuNNFV0mg9DWnt67EYCh1RwxZq9dyRuyteB586LT83Ke8TchEfnwI9cIk2P31zO4nTvZmw== 4MB"
 )
 PY_REQUIREMENTS=(pillow==11.3.0 resvg-py==0.5.0 numpy==2.2.6)
-FORMAT=1 # bump when build_dataset.py changes what it writes
+FORMAT=2 # bump when build_dataset.py changes what it writes
 
 usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 SMALL="${EMOJI_SMALL:-}"
@@ -51,8 +51,8 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-if [[ -n "$SMALL" && ! "$SMALL" =~ ^[0-9]+$ ]]; then
-    echo "emoji: --small / EMOJI_SMALL must be a number, got '$SMALL'" >&2
+if [[ -n "$SMALL" && ! "$SMALL" =~ ^[1-9][0-9]*$ ]]; then
+    echo "emoji: --small / EMOJI_SMALL must be a positive number, got '$SMALL'" >&2
     exit 2
 fi
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -102,9 +102,11 @@ for p in "${PACKAGES[@]}"; do
     if [[ ! -s "$tgz" ]]; then
         echo "emoji: downloading $name@$version from npm ($size)"
         dl="$(mktemp -d "$CACHE/npm/.download.XXXXXX")"
-        if ! (cd "$dl" && npm pack --loglevel=error "$name@$version" >/dev/null); then
+        # npm's own cache would keep a second copy: give it a throw-away one.
+        if ! (cd "$dl" && npm pack --loglevel=error --cache "$dl/.npm-cache" \
+            "$name@$version" >/dev/null); then
             rm -rf "$dl"
-            echo "emoji: npm pack $name@$version failed (is the npm registry reachable?)" >&2
+            echo "emoji: npm pack $name@$version failed (npm's message is above)" >&2
             exit 1
         fi
         if [[ ! -s "$dl/$name-$version.tgz" ]]; then

@@ -34,8 +34,9 @@ Which emoji are kept (every drop is counted in summary.json):
   * per style, images that are pixel-identical or nearly so (mean squared
     difference <= 10 on 0..255 RGB) to another kept emoji of the same style
     (Twemoji draws every family combination alike, OpenMoji draws several
-    "man X" like "X"): the emoji earliest in CLDR order keeps that style's
-    image, the others lose that style (an emoji left with no style is dropped).
+    "man X" like "X"): the emoji of fewest code points, then the earliest in
+    CLDR order, keeps that style's image, the others lose that style (an emoji
+    left with no style is dropped).
 
 Captions (up to 5 per image, lowercase, the same for every style of one emoji,
 never naming the artistic style): the CLDR name; the name in a sentence
@@ -55,8 +56,9 @@ retrieval has exactly one right image for each caption. Style balance in
 val/test is ~1/3 each.
 
 --small N keeps N identities (~10% val, ~20% test, at least one each), the
-first of each split by a second hash: a subset of the full set with the same
-split of every kept emoji.
+first of each split by a second hash: a subset of the full set's emoji, each in
+the same split (train images are the same files; the held-out style rotates
+over the smaller set, so every style stays in every split).
 """
 
 from __future__ import annotations
@@ -426,7 +428,10 @@ def main() -> None:
             images["openmoji"][u] = render_svg(svg, f"openmoji {u}")
         else:
             missing["openmoji"] += 1
-    order = {e["unified"]: i for i, e in enumerate(entries)}
+    # Who keeps a shared image: the emoji of fewest code points (the generic
+    # "family" rather than "family: man, woman, boy"), then the earliest in CLDR order.
+    order = {e["unified"]: (len(strip_fe0f(e["unified"]).split("-")), i)
+             for i, e in enumerate(entries)}
     dup_losses = Counter()
     for style in STYLES:
         us = sorted(images[style], key=order.get)
@@ -434,7 +439,7 @@ def main() -> None:
         sq = (a * a).sum(1)
         mse = (sq[:, None] + sq[None, :] - 2.0 * (a @ a.T)) / a.shape[1]
         lost = set()
-        for i in range(len(us)):  # an earlier emoji keeps the image
+        for i in range(len(us)):  # the preferred emoji keeps the image
             if us[i] in lost:
                 continue
             for j in np.nonzero(mse[i, i + 1:] <= NEAR_DUPLICATE_MSE)[0]:
