@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vl_distill::config::{Config, ImageEncoderConfig};
+use vl_distill::config::Config;
 use vl_distill::coreset::{self, CoresetMethod};
 use vl_distill::data::karpathy;
 use vl_distill::display::comparison::ComparisonTable;
