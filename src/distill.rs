@@ -469,7 +469,18 @@ impl Distiller {
             "dataset": exp.dataset.content_hash(),
             "text_encoder": exp.text_encoder,
             "model": exp.config.model,
-            "experts": experts.iter().map(|t| (t.meta.expert, t.meta.seed)).collect::<Vec<_>>(),
+            // how each expert was trained, but not how long: the epochs the
+            // matching reads are the same in a longer run of the same
+            // settings (deterministic), so a longer run may reuse a result
+            "experts": experts.iter().map(|t| {
+                let mut training = t.meta.training.clone();
+                training.epochs = 0;
+                training.num_experts = 0;
+                training.val_every_epoch = false;
+                (t.meta.expert, t.meta.seed, training)
+            }).collect::<Vec<_>>(),
+            // the student's initial learning rates
+            "initial_lr": [exp.config.experts.lr_image, exp.config.experts.lr_text],
         })
         .to_string();
         Ok(Distiller {

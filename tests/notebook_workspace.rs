@@ -54,6 +54,27 @@ fn experts_and_distillations_are_cached_by_setup() {
     let ckpts = std::fs::read_dir(ws.dir.join("distill")).unwrap().count();
     assert_eq!(ckpts, 1);
 
+    // experts trained with another learning rate (same seeds, same
+    // distillation settings): another distillation, not the first one's
+    let mut other_lr = exp.clone();
+    other_lr.config.experts.lr_image *= 2.0;
+    let other_experts = ws.experts(&other_lr).unwrap();
+    let digest = |e: &vl_distill::experiment::Experiment,
+                  t: &[vl_distill::trajectory::Trajectory]| {
+        vl_distill::distill::Distiller::new(e, t.to_vec())
+            .unwrap()
+            .fingerprint_digest()
+    };
+    assert_ne!(digest(&other_lr, &other_experts), digest(&exp, &experts));
+    // ... also when only the trajectories differ
+    assert_ne!(digest(&exp, &other_experts), digest(&exp, &experts));
+    // but a longer run of the same experts may reuse it
+    let mut longer_experts = experts.clone();
+    for t in &mut longer_experts {
+        t.meta.training.epochs += 5;
+    }
+    assert_eq!(digest(&exp, &longer_experts), digest(&exp, &experts));
+
     // a changed setting: a new run beside the old one, with another result
     let mut e = exp.clone();
     e.config.distill.lr_images *= 10.0;
