@@ -56,7 +56,13 @@ fn reference() -> Reference {
         v[k].as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            })
             .collect()
     };
     Reference {
@@ -97,7 +103,10 @@ fn minilm_matches_sentence_transformers() {
     assert_eq!(enc.dim(), 384);
     let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
     let ids = enc.tokenize(&texts[..r.input_ids.len()]).unwrap();
-    assert_eq!(ids, r.input_ids, "token ids differ from the Python tokenizer's");
+    assert_eq!(
+        ids, r.input_ids,
+        "token ids differ from the Python tokenizer's"
+    );
     // the long sentence is cut at the folder's max_seq_length
     let long = enc.tokenize(&texts[texts.len() - 1..]).unwrap();
     assert_eq!(long[0].len(), r.max_seq_length);
