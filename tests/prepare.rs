@@ -632,6 +632,20 @@ fn cli_prepares_summarises_and_precomputes_embeddings() {
         "{out}"
     );
 
+    // the command it prints for the paper profile reads the prepared set
+    let set = format!("data.source.json={}", json.display());
+    assert!(
+        String::from_utf8_lossy(&cli(&args).stdout).contains(&format!("--set {set}")),
+        "the printed command differs"
+    );
+    let o = cli(&["data", "inspect", "--profile", "paper", "--set", &set]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("flickr30k (224x224 px): train: 5 images"),
+        "{out}"
+    );
+
     // a partial copy fails with the names, and --allow-missing goes on
     let part = flickr_source(
         &tmp.path().join("part"),
