@@ -85,6 +85,48 @@ pub enum Error {
     #[error("cannot encode {0}")]
     Encode(String),
 
+    /// A piece of a dataset's distribution (an image archive or folder, the
+    /// split file) is not in the folder given to `data prepare`.
+    #[error("{folder}: no {what} found; looked for {}{}", looked_for.join(", "), hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    MissingSource {
+        /// The folder searched.
+        folder: PathBuf,
+        /// What was wanted (e.g. "Flickr30K images").
+        what: String,
+        /// Every name tried, in order.
+        looked_for: Vec<String>,
+        /// A hint, e.g. another dataset's file that was there.
+        hint: Option<String>,
+    },
+
+    /// A split file that belongs to another dataset than the one asked for.
+    #[error("{path}: this is {found}'s split file, not {expected}'s{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    WrongDataset {
+        /// The split file.
+        path: PathBuf,
+        /// The dataset asked for.
+        expected: String,
+        /// The dataset the file belongs to.
+        found: String,
+        /// What to do instead.
+        hint: Option<String>,
+    },
+
+    /// Images named by a split file that are not in the user's copy.
+    #[error("{count} of the {total} images named in {annotation} are not in {looked_in}: {}{}; allow_missing (--allow-missing) drops them from the prepared set", first.join(", "), if *count > first.len() { ", ..." } else { "" })]
+    MissingImages {
+        /// How many are missing.
+        count: usize,
+        /// How many the split file names.
+        total: usize,
+        /// The first few missing file names.
+        first: Vec<String>,
+        /// The split file.
+        annotation: PathBuf,
+        /// Where they were looked for (archives and folders).
+        looked_in: String,
+    },
+
     /// A saved file (trajectory, cache, checkpoint) does not match what it should hold.
     #[error("{path}: {message}")]
     BadFile {

@@ -86,7 +86,21 @@ impl Experiment {
         crate::alloc::tune();
         let encoder = text::from_config(&config.text)?;
         let (embeddings, embeddings_cached) = match cache_dir {
-            Some(dir) => CaptionEmbeddings::load_or_compute(dir, encoder.as_ref(), &dataset)?,
+            Some(dir) => {
+                // a prepared dataset's own cache (`data prepare --text-encoder`)
+                let shared = match &config.data.source {
+                    DataSource::Karpathy { json, .. } => {
+                        Some(crate::data::prepare::embedding_cache_dir(json))
+                    }
+                    _ => None,
+                };
+                CaptionEmbeddings::load_or_compute_shared(
+                    dir,
+                    shared.as_deref(),
+                    encoder.as_ref(),
+                    &dataset,
+                )?
+            }
             None => (
                 CaptionEmbeddings::compute(encoder.as_ref(), &dataset)?,
                 false,

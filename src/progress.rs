@@ -14,6 +14,16 @@ fn to_stdout() -> bool {
     std::env::var_os(LOG_VAR).is_some_and(|v| v == "stdout")
 }
 
+/// Prints a log line where [`Progress::log`] prints it when no bar is
+/// showing: stderr, or stdout when [`LOG_VAR`] is `stdout`.
+pub fn log_line(line: &str) {
+    if to_stdout() {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
 /// A progress bar that may be switched off, plus log lines.
 pub struct Progress {
     bar: Option<ProgressBar>,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vl_distill::config::Config;
 use vl_distill::coreset::{self, CoresetMethod};
-use vl_distill::data::karpathy;
+use vl_distill::data::{karpathy, prepare};
 use vl_distill::display::comparison::ComparisonTable;
 use vl_distill::display::export::DEFAULT_NEAREST;
 use vl_distill::display::{distilled_grid, export_distilled};
@@ -150,6 +150,57 @@ enum DataAction {
         #[arg(long, default_value_t = 3)]
         show: usize,
     },
+    /// Prepare Flickr30K or COCO from your own copy: checks it, resizes
+    /// every image once and writes DEST/dataset_NAME.json with the images
+    /// (resumable; a finished DEST is left alone).
+    Prepare(PrepareArgs),
+}
+
+/// Which dataset `data prepare` prepares.
+#[derive(Clone, Copy, ValueEnum)]
+enum PrepareDataset {
+    /// Flickr30K: flickr30k-images.tar.gz (or .zip, or the folder) and dataset_flickr30k.json.
+    Flickr30k,
+    /// COCO 2014: train2014.zip and val2014.zip (or the folders) and dataset_coco.json.
+    Coco,
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// The dataset.
+    #[arg(long, value_enum)]
+    dataset: PrepareDataset,
+    /// Folder holding your copy under the original names: the image archives
+    /// (flickr30k-images.tar.gz | train2014.zip, val2014.zip) or their
+    /// extracted folders, and dataset_*.json or caption_datasets.zip.
+    #[arg(long, value_name = "DIR")]
+    source: PathBuf,
+    /// Where the prepared set goes (default: data/flickr30k or data/coco,
+    /// where the paper profile looks).
+    #[arg(long, value_name = "DEST")]
+    out: Option<PathBuf>,
+    /// Side of the square images written (the loader's image size; 224 is
+    /// the paper profile's).
+    #[arg(long, default_value_t = prepare::DEFAULT_IMAGE_SIZE)]
+    image_size: u32,
+    /// Drop the images the split file names but the source lacks (or that
+    /// cannot be decoded) instead of failing; they are listed.
+    #[arg(long)]
+    allow_missing: bool,
+    /// No progress bar or log lines (the summary is still printed).
+    #[arg(long)]
+    quiet: bool,
+    /// Also encode every caption with this text encoder (hashed, bert, clip)
+    /// into DEST/cache/, where runs on DEST find them.
+    #[arg(long, value_name = "KIND")]
+    text_encoder: Option<String>,
+    /// The profile whose `text` settings the encoder takes (they must be the
+    /// run's for it to find the embeddings).
+    #[arg(long, default_value = "paper")]
+    profile: String,
+    /// Override a setting of that profile, e.g. --set text.path=DIR (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -604,6 +655,72 @@ fn train_full(exp: &Experiment) -> Result<RecallStats> {
     Ok(ev.stats()?)
 }
 
+/// `data prepare`: the dataset, then (with --text-encoder) its caption embeddings.
+fn run_prepare(args: PrepareArgs) -> Result<()> {
+    let dataset = match args.dataset {
+        PrepareDataset::Flickr30k => prepare::Corpus::Flickr30k,
+        PrepareDataset::Coco => prepare::Corpus::Coco,
+    };
+    // the text settings first, so that a bad --set fails before hours of work
+    let text = match &args.text_encoder {
+        Some(kind) => {
+            let common = Common {
+                profile: args.profile.clone(),
+                config: None,
+                overrides: args.overrides.clone(),
+                out: None,
+                device: "cpu".into(),
+                quiet: args.quiet,
+                image_encoder: None,
+                text_encoder: Some(kind.clone()),
+            };
+            Some(common.config()?.text)
+        }
+        None => None,
+    };
+    let opts = prepare::PrepareOptions {
+        dataset,
+        source: args.source.clone(),
+        dest: args.out.clone().unwrap_or_else(|| dataset.default_dest()),
+        image_size: args.image_size,
+        allow_missing: args.allow_missing,
+        progress: !args.quiet,
+    };
+    let report = prepare::prepare(&opts).with_context(|| {
+        format!(
+            "preparing {} from {}",
+            dataset.title(),
+            args.source.display()
+        )
+    })?;
+    println!("{report}");
+    if let Some(text) = text {
+        let t = Instant::now();
+        let encoder = vl_distill::text::from_config(&text)?;
+        let (file, hit) = prepare::cache_embeddings(&report.json, encoder.as_ref())?;
+        println!(
+            "caption embeddings ({}): {} {} ({:.1} s)",
+            encoder.id(),
+            if hit { "already in" } else { "written to" },
+            file.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let paper_json = match vl_distill::config::Config::paper().data.source {
+        vl_distill::config::DataSource::Karpathy { json, .. } => Some(json),
+        _ => None,
+    };
+    if paper_json.as_deref() == Some(report.json.as_path()) {
+        println!("run on it: vl-distill run --profile paper");
+    } else {
+        println!(
+            "run on it: vl-distill run --profile paper --set data.source.json={}",
+            report.json.display()
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -619,6 +736,7 @@ fn main() -> Result<()> {
                     println!("skipped {} unreadable images", report.skipped.len());
                 }
             }
+            DataAction::Prepare(args) => run_prepare(args)?,
             DataAction::Inspect { common, json, show } => {
                 let cfg = common.config()?;
                 let (ds, report) = match json {

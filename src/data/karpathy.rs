@@ -19,6 +19,9 @@
 //! written by [`write_karpathy`] reads back identically. Decoding runs on all
 //! cores; the order of the samples is always the order of the annotations.
 //!
+//! [`load_karpathy_captions`] reads the annotations alone (no pixels), for
+//! the caption-embedding cache.
+//!
 //! Nothing is dropped silently: a missing or undecodable image is an error
 //! unless [`LoadOptions::skip_unreadable`] is set, in which case it is skipped
 //! and listed in the [`LoadReport`]. Captions are trimmed; captions that are
@@ -124,6 +127,41 @@ pub fn load_karpathy(
     opts: &LoadOptions,
 ) -> Result<(Dataset, LoadReport)> {
     check_options(opts)?;
+    let (name, pending) = read_karpathy(json, image_root)?;
+    let (ds, report) = finish(name, pending, opts)?;
+    ds.validate(&json.display().to_string())?;
+    Ok((ds, report))
+}
+
+/// The annotations of a Karpathy-layout file without the pixels: the
+/// [`Dataset`] that [`load_karpathy`] would return (same name, file names,
+/// splits and captions) except that every [`Sample::image`] is 0×0 and no
+/// image file is opened. Enough for the caption-embedding cache, which
+/// depends on the name and the captions only.
+///
+/// Errors as for [`load_karpathy`], less those about image files.
+pub fn load_karpathy_captions(json: &Path) -> Result<Dataset> {
+    let (name, pending) = read_karpathy(json, None)?;
+    let mut ds = Dataset {
+        name,
+        train: Vec::new(),
+        val: Vec::new(),
+        test: Vec::new(),
+    };
+    for p in pending {
+        ds.split_mut(p.split).push(Sample {
+            filename: p.filename,
+            image: RgbImage::new(0, 0),
+            captions: p.captions,
+        });
+    }
+    ds.validate(&json.display().to_string())?;
+    Ok(ds)
+}
+
+/// Parses a Karpathy-layout file into the dataset's name and its images,
+/// not yet read.
+fn read_karpathy(json: &Path, image_root: Option<&Path>) -> Result<(String, Vec<Pending>)> {
     let file: KarpathyFile = read_json(json)?;
     let root = match image_root {
         Some(r) => r.to_path_buf(),
@@ -163,9 +201,7 @@ pub fn load_karpathy(
             captions,
         });
     }
-    let (ds, report) = finish(name, pending, opts)?;
-    ds.validate(&json.display().to_string())?;
-    Ok((ds, report))
+    Ok((name, pending))
 }
 
 // --- The paper's per-split layout -------------------------------------------
@@ -306,17 +342,20 @@ fn read_image(path: &Path, size: u32) -> std::result::Result<RgbImage, ReadFailu
         .map_err(|e| ReadFailure::Undecodable(format!("cannot read: {e}")))?;
     let img = reader
         .decode()
-        .map_err(|e| ReadFailure::Undecodable(e.to_string()))?
-        .to_rgb8();
+        .map_err(|e| ReadFailure::Undecodable(e.to_string()))?;
+    Ok(square_rgb(img, size))
+}
+
+/// An image as 8-bit RGB at `size × size`: unchanged when it already is,
+/// else resized with Catmull-Rom filtering, the aspect ratio not kept (what
+/// every loader here does, so `data prepare` writes exactly the pixels a
+/// load of the original would give).
+pub(crate) fn square_rgb(img: image::DynamicImage, size: u32) -> RgbImage {
+    let img = img.to_rgb8();
     if img.dimensions() == (size, size) {
-        Ok(img)
+        img
     } else {
-        Ok(imageops::resize(
-            &img,
-            size,
-            size,
-            imageops::FilterType::CatmullRom,
-        ))
+        imageops::resize(&img, size, size, imageops::FilterType::CatmullRom)
     }
 }
 
@@ -666,6 +705,30 @@ mod tests {
         assert_eq!(ds.test[0].filename, "d.png");
         assert_eq!(ds.image_size(), Some((24, 24)));
         assert_eq!(ds.train[0].image.get_pixel(12, 12).0, [200, 0, 0]);
+    }
+
+    #[test]
+    fn captions_only_match_the_full_load_without_opening_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = small_karpathy(dir.path());
+        let (full, _) = load_karpathy(&json, None, &opts(16)).unwrap();
+        for f in ["a.png", "b.png", "c.png", "d.png"] {
+            std::fs::remove_file(dir.path().join(f)).unwrap();
+        }
+        let caps = load_karpathy_captions(&json).unwrap();
+        assert_eq!(caps.name, full.name);
+        for split in Split::ALL {
+            let (a, b) = (caps.split(split), full.split(split));
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                assert_eq!((&x.filename, &x.captions), (&y.filename, &y.captions));
+                assert_eq!(x.image.dimensions(), (0, 0));
+            }
+        }
+        assert_eq!(
+            crate::text::cache::captions_digest(&caps),
+            crate::text::cache::captions_digest(&full)
+        );
     }
 
     #[test]

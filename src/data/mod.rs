@@ -7,6 +7,7 @@
 //! turns a split into the normalised `[N, 3, H, W]` tensor the models eat.
 
 pub mod karpathy;
+pub mod prepare;
 pub mod scenes;
 
 use crate::error::{Error, Result};

@@ -89,17 +89,26 @@ impl CaptionEmbeddings {
         encoder: &dyn TextEncoder,
         ds: &Dataset,
     ) -> Result<(Self, bool)> {
+        Self::load_or_compute_shared(dir, None, encoder, ds)
+    }
+
+    /// [`load_or_compute`](Self::load_or_compute) that, when `dir` has no
+    /// entry, first looks in the read-only cache `shared` (the `cache/` that
+    /// `vl-distill data prepare --text-encoder` fills beside a prepared
+    /// dataset's split file) and uses the entry there as it is, without a
+    /// copy. Computed embeddings are written to `dir` only.
+    pub fn load_or_compute_shared(
+        dir: &Path,
+        shared: Option<&Path>,
+        encoder: &dyn TextEncoder,
+        ds: &Dataset,
+    ) -> Result<(Self, bool)> {
         let path = Self::cache_path(dir, encoder, ds);
-        if path.exists() {
-            let (map, meta) = crate::io::load_tensors(&path, &Device::Cpu)?;
-            if meta != encoder.id() {
-                return Err(Error::bad_file(
-                    &path,
-                    format!("made by encoder {meta:?}, expected {:?}", encoder.id()),
-                ));
+        let shared_path = shared.map(|s| Self::cache_path(s, encoder, ds));
+        for p in std::iter::once(&path).chain(shared_path.as_ref()) {
+            if p.exists() {
+                return Ok((Self::load(p, encoder, ds)?, true));
             }
-            let emb = Self::from_map(&path, map, encoder, ds)?;
-            return Ok((emb, true));
         }
         let emb = Self::compute(encoder, ds)?;
         let map: HashMap<String, Tensor> = Split::ALL
@@ -108,6 +117,18 @@ impl CaptionEmbeddings {
             .collect();
         crate::io::save_tensors(&path, &map, &encoder.id())?;
         Ok((emb, false))
+    }
+
+    /// Reads one cache file, checking it against the encoder and the dataset.
+    fn load(path: &Path, encoder: &dyn TextEncoder, ds: &Dataset) -> Result<Self> {
+        let (map, meta) = crate::io::load_tensors(path, &Device::Cpu)?;
+        if meta != encoder.id() {
+            return Err(Error::bad_file(
+                path,
+                format!("made by encoder {meta:?}, expected {:?}", encoder.id()),
+            ));
+        }
+        Self::from_map(path, map, encoder, ds)
     }
 
     fn from_map(
