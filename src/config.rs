@@ -223,10 +223,11 @@ impl EncoderSize {
 }
 
 /// The image encoder of the image tower. `kind` names it (`convnet`,
-/// `nf_resnet50`, `nf_regnet_b1`, `nfnet_l0`, `vit`, `vit_lora`); the timm
-/// architectures take a `size` and an optional `checkpoint` (a safetensors
-/// file, or a folder with `model.safetensors`, of timm's state dict) to
-/// start every expert from pretrained weights.
+/// `nf_resnet50`, `nf_regnet_b1`, `nfnet_l0`, `vit`, `vit_lora`,
+/// `efficientnet_lite0`); the timm architectures take a `size` and an
+/// optional `checkpoint` (a safetensors file, or a folder with
+/// `model.safetensors`, of timm's state dict) to start every expert from
+/// pretrained weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ImageEncoderConfig {
@@ -289,22 +290,38 @@ pub enum ImageEncoderConfig {
         #[serde(default)]
         lora: crate::model::vit::LoraConfig,
     },
+    /// EfficientNet-Lite0 (one size), ImageNet-pretrained when `checkpoint`
+    /// names the weights `data-scripts/fetch_efficientnet_lite0.sh` writes
+    /// (`data/models/efficientnet-lite0/model.safetensors`): every expert
+    /// starts from them and its batch norms use their frozen running
+    /// statistics. Without a checkpoint it starts from random weights with
+    /// statistics 0/1 (a warning is printed by the CLI). Images should be
+    /// normalised with `model::efficientnet::input_norm()`, which
+    /// `--image-encoder efficientnet_lite0` sets as `data.norm`.
+    #[serde(rename = "efficientnet_lite0")]
+    EfficientnetLite0 {
+        /// The pretrained weights (names of the PyTorch port).
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 impl ImageEncoderConfig {
     /// The `kind` names, in the order of the paper's tables.
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 7] = [
         "convnet",
         "nf_resnet50",
         "nf_regnet_b1",
         "nfnet_l0",
         "vit",
         "vit_lora",
+        "efficientnet_lite0",
     ];
 
     /// The encoder `kind` at the size that fits `profile`: the profile's
     /// own ConvNet, the scaled timm architectures at `smoke` and `default`,
-    /// the full ones (ViT: `tiny`) at `paper`.
+    /// the full ones (ViT: `tiny`) at `paper`; EfficientNet-Lite0 has one
+    /// size and no checkpoint here (the CLI fills in the fetched weights).
     pub fn named(kind: &str, profile: &str) -> Result<ImageEncoderConfig> {
         let paper = profile == "paper";
         let size = match (paper, kind) {
@@ -335,6 +352,7 @@ impl ImageEncoderConfig {
                 checkpoint: None,
                 lora: Default::default(),
             },
+            "efficientnet_lite0" => ImageEncoderConfig::EfficientnetLite0 { checkpoint: None },
             other => {
                 return Err(Error::Config(format!(
                     "unknown image encoder {other:?} (available: {})",
@@ -353,13 +371,16 @@ impl ImageEncoderConfig {
             ImageEncoderConfig::NfnetL0 { .. } => "nfnet_l0",
             ImageEncoderConfig::Vit { .. } => "vit",
             ImageEncoderConfig::VitLora { .. } => "vit_lora",
+            ImageEncoderConfig::EfficientnetLite0 { .. } => "efficientnet_lite0",
         }
     }
 
     /// The size, for the timm architectures.
     pub fn size(&self) -> Option<EncoderSize> {
         match self {
-            ImageEncoderConfig::ConvNet { .. } => None,
+            ImageEncoderConfig::ConvNet { .. } | ImageEncoderConfig::EfficientnetLite0 { .. } => {
+                None
+            }
             ImageEncoderConfig::NfResnet50 { size, .. }
             | ImageEncoderConfig::NfRegnetB1 { size, .. }
             | ImageEncoderConfig::NfnetL0 { size, .. }
@@ -376,7 +397,8 @@ impl ImageEncoderConfig {
             | ImageEncoderConfig::NfRegnetB1 { checkpoint, .. }
             | ImageEncoderConfig::NfnetL0 { checkpoint, .. }
             | ImageEncoderConfig::Vit { checkpoint, .. }
-            | ImageEncoderConfig::VitLora { checkpoint, .. } => checkpoint.as_deref(),
+            | ImageEncoderConfig::VitLora { checkpoint, .. }
+            | ImageEncoderConfig::EfficientnetLite0 { checkpoint } => checkpoint.as_deref(),
         }
     }
 
@@ -387,6 +409,7 @@ impl ImageEncoderConfig {
     pub fn architecture(&self) -> String {
         match self {
             ImageEncoderConfig::ConvNet { width, depth } => format!("convnet-w{width}-d{depth}"),
+            ImageEncoderConfig::EfficientnetLite0 { .. } => "efficientnet_lite0".into(),
             ImageEncoderConfig::VitLora { size, lora, .. } => {
                 let targets: Vec<String> = lora
                     .targets
@@ -459,7 +482,14 @@ impl ImageEncoderConfig {
         }
         if let Some(p) = self.checkpoint() {
             if !p.exists() {
-                return bad(format!("checkpoint {} does not exist", p.display()));
+                let hint = match self {
+                    ImageEncoderConfig::EfficientnetLite0 { .. } => format!(
+                        " (run {} to download EfficientNet-Lite0)",
+                        crate::model::efficientnet::FETCH_SCRIPT
+                    ),
+                    _ => String::new(),
+                };
+                return bad(format!("checkpoint {} does not exist{hint}", p.display()));
             }
         }
         Ok(())

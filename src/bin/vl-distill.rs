@@ -173,8 +173,11 @@ struct Common {
     #[arg(long)]
     quiet: bool,
     /// Image encoder at the profile's size: convnet, nf_resnet50,
-    /// nf_regnet_b1, nfnet_l0, vit or vit_lora (refine it with --set
-    /// model.image.size=… / model.image.checkpoint=…).
+    /// nf_regnet_b1, nfnet_l0, vit, vit_lora or efficientnet_lite0 (refine
+    /// it with --set model.image.size=… / model.image.checkpoint=…;
+    /// efficientnet_lite0 reads data/models/efficientnet-lite0 when
+    /// data-scripts/fetch_efficientnet_lite0.sh put it there, and sets
+    /// data.norm to its input scaling).
     #[arg(long, value_name = "KIND")]
     image_encoder: Option<String>,
     /// Frozen text encoder: hashed, bert or clip (bert and clip read a local
@@ -199,6 +202,25 @@ impl Common {
     fn apply_encoders(&self, c: &mut Config) -> Result<()> {
         if let Some(kind) = &self.image_encoder {
             c.model.image = ImageEncoderConfig::named(kind, &c.profile)?;
+            if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut c.model.image {
+                use vl_distill::model::efficientnet;
+                let weights = PathBuf::from(efficientnet::DEFAULT_CHECKPOINT);
+                if weights.exists() {
+                    eprintln!(
+                        "image: efficientnet_lite0 from {} (set model.image.checkpoint for another file)",
+                        weights.display()
+                    );
+                    *checkpoint = Some(weights);
+                } else {
+                    eprintln!(
+                        "image: warning: no EfficientNet-Lite0 weights at {} (run {}): \
+                         starting from random weights",
+                        weights.display(),
+                        efficientnet::FETCH_SCRIPT
+                    );
+                }
+                c.data.norm = efficientnet::input_norm();
+            }
         }
         if let Some(kind) = &self.text_encoder {
             c.set("text.encoder", kind)?;
