@@ -49,8 +49,10 @@
 //!
 //! Every operation is differentiable twice (the second-order reverse sweep
 //! of stage 2 runs through it): the depthwise convolutions are sums of
-//! shifted slices times per-channel weights, the 1×1 convolutions batched
-//! matrix products, batch norm an affine map, ReLU6 two clamps.
+//! three bilinear ops that differentiate into each other on the CPU
+//! (`model::depthwise`; elsewhere sums of shifted slices times per-channel
+//! weights), the 1×1 convolutions batched matrix products, batch norm an
+//! affine map, ReLU6 two clamps.
 
 use super::checkpoint;
 use super::layers;
@@ -395,20 +397,30 @@ fn same_pad(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
     Ok(x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?)
 }
 
-/// A 1×1 convolution without bias: `w [Cout, C, 1, 1]` times each pixel.
+/// A 1×1 convolution without bias, `w [Cout, C, 1, 1]`: the crate's
+/// convolution (`ops::conv2d`, per-sample matrix products whose weight
+/// gradient is accumulated without a `[B, Cout, C]` intermediate).
 fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
-    let cout = w.dim(0)?;
-    let w = w.reshape((cout, c))?;
-    let y = w.broadcast_left(b)?.matmul(&x.reshape((b, c, h * wd))?)?;
-    Ok(y.reshape((b, cout, h, wd))?)
+    super::ops::conv2d(x, w, None, 0)
 }
 
-/// A depthwise k×k convolution with "SAME" padding, `w [C, 1, k, k]`: the
-/// sum over the k² taps of the shifted (strided) input times the tap's
-/// per-channel weight.
+/// A depthwise k×k convolution with "SAME" padding, `w [C, 1, k, k]`. On
+/// the CPU in f32/f64 the crate's own op (`model::depthwise`, derivatives
+/// of any order); elsewhere [`depthwise_composed`].
 pub fn depthwise(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
+    check_depthwise(x, w)?;
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        let pads = (same_padding(h, k, stride).0, same_padding(wd, k, stride).0);
+        let out = (h.div_ceil(stride), wd.div_ceil(stride));
+        return Ok(super::depthwise::depthwise_cpu(x, w, stride, pads, out)?);
+    }
+    depthwise_composed(x, w, stride)
+}
+
+fn check_depthwise(x: &Tensor, w: &Tensor) -> Result<()> {
+    let (_, c, _, _) = x.dims4()?;
     let (cw, one, k, k2) = w.dims4()?;
     if cw != c || one != 1 || k != k2 {
         return Err(Error::Shape(format!(
@@ -417,6 +429,16 @@ pub fn depthwise(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
             w.dims()
         )));
     }
+    Ok(())
+}
+
+/// [`depthwise`] composed of candle ops: the sum over the k² taps of the
+/// shifted (strided) input times the tap's per-channel weight, twice
+/// differentiable by construction (each tap is a `narrow` and a multiply).
+pub fn depthwise_composed(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    check_depthwise(x, w)?;
+    let (b, c, h, wd) = x.dims4()?;
+    let k = w.dim(2)?;
     let (oh, ow) = (h.div_ceil(stride), wd.div_ceil(stride));
     let (t, _) = same_padding(h, k, stride);
     let (l, _) = same_padding(wd, k, stride);
@@ -534,8 +556,8 @@ mod tests {
         assert_eq!(same_padding(1, 5, 2), (2, 2));
     }
 
-    /// The composed depthwise convolution against candle's grouped one
-    /// (with the same explicit padding).
+    /// Both depthwise convolutions against candle's grouped one (with the
+    /// same explicit padding).
     #[test]
     fn depthwise_matches_grouped_convolution() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -543,21 +565,68 @@ mod tests {
             let x = layers::normal(&mut rng, &[2, 4, side, side], 1.0, DType::F64, &Device::Cpu)
                 .unwrap();
             let w = layers::normal(&mut rng, &[4, 1, k, k], 1.0, DType::F64, &Device::Cpu).unwrap();
-            let ours = depthwise(&x, &w, stride).unwrap();
             let theirs = same_pad(&x, k, stride)
                 .unwrap()
                 .conv2d(&w, 0, stride, 1, 4)
                 .unwrap();
-            assert_eq!(ours.dims(), theirs.dims(), "{side} {k} {stride}");
-            let d = (ours - theirs)
+            for ours in [
+                depthwise(&x, &w, stride).unwrap(),
+                depthwise_composed(&x, &w, stride).unwrap(),
+            ] {
+                assert_eq!(ours.dims(), theirs.dims(), "{side} {k} {stride}");
+                let d = crate::model::kernel::max_diff(&ours, &theirs);
+                assert!(d < 1e-12, "{side} {k} {stride}: {d}");
+            }
+        }
+    }
+
+    /// First and second derivatives of the depthwise op (Hessian-vector
+    /// products, as the reverse sweep takes them) against the composition.
+    #[test]
+    fn depthwise_derivatives_match_the_composition() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        for (side, k, stride) in [(7, 3, 1), (8, 5, 2), (9, 3, 2)] {
+            let x0 = Tensor::randn(0f64, 1.0, (2, 3, side, side), &dev).unwrap();
+            let w0 = Tensor::randn(0f64, 1.0, (3, 1, k, k), &dev).unwrap();
+            let o = side.div_ceil(stride);
+            let r = Tensor::randn(0f64, 1.0, (2, 3, o, o), &dev).unwrap();
+            let v = [
+                x0.randn_like(0.0, 1.0).unwrap(),
+                w0.randn_like(0.0, 1.0).unwrap(),
+            ];
+            let run = |ours: bool| {
+                let (x0, w0, r, v) = (x0.clone(), w0.clone(), r.clone(), v.clone());
+                crate::second_order::with_graph_gradients(move || {
+                    let vars = [Var::from_tensor(&x0)?, Var::from_tensor(&w0)?];
+                    let (x, w) = (vars[0].as_tensor(), vars[1].as_tensor());
+                    let y = if ours {
+                        depthwise(x, w, stride)?
+                    } else {
+                        depthwise_composed(x, w, stride)?
+                    };
+                    let loss = (y * &r)?.tanh()?.sum_all()?;
+                    let grads = loss.backward()?;
+                    let mut s = Tensor::zeros((), DType::F64, &Device::Cpu)?;
+                    let mut out = Vec::new();
+                    for (var, v) in vars.iter().zip(&v) {
+                        let g = grads.get(var.as_tensor()).expect("grad");
+                        out.push(g.detach());
+                        s = (s + (g * v)?.sum_all()?)?;
+                    }
+                    let h = crate::second_order::detached_backward(&s)?;
+                    for var in &vars {
+                        out.push(h.get(var.as_tensor()).expect("hvp").clone());
+                    }
+                    Ok(out)
+                })
                 .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap();
-            assert!(d < 1e-12, "{side} {k} {stride}: {d}");
+            };
+            let (ours, theirs) = (run(true), run(false));
+            for (a, b) in ours.iter().zip(&theirs) {
+                let d = crate::model::kernel::max_diff(a, b);
+                assert!(d < 1e-10, "{side} {k} {stride}: {d}");
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod checkpoint;
 mod conv;
 pub mod convnet;
+mod depthwise;
 pub mod efficientnet;
 mod kernel;
 pub mod layers;
