@@ -48,12 +48,15 @@
 //! for the ImageNet tests.
 //!
 //! Every operation is differentiable twice (the second-order reverse sweep
-//! of stage 2 runs through it): the depthwise convolutions are sums of
-//! three bilinear ops that differentiate into each other on the CPU
-//! (`model::depthwise`; elsewhere sums of shifted slices times per-channel
-//! weights), the 1×1 convolutions batched matrix products, batch norm an
-//! affine map, ReLU6 two clamps.
+//! of stage 2 runs through it). On the CPU: the depthwise convolutions are
+//! three bilinear ops that differentiate into each other
+//! (`model::depthwise`), the 1×1 convolutions the crate's bilinear
+//! convolution ops, batch norm is folded into the preceding kernel (scale)
+//! and a per-channel bias op, ReLU6 a clamp whose derivative is a gate
+//! (`model::channel`); elsewhere the same maths as candle compositions
+//! (depthwise: sums of shifted slices times per-channel weights).
 
+use super::channel::{add_bias, relu6};
 use super::checkpoint;
 use super::layers;
 use super::{ImageEncoder, ParamSet};
@@ -319,25 +322,26 @@ impl EfficientNetLite0 {
             )));
         }
         let stats = self.stats.on(x.device(), x.dtype())?;
-        let bn = |name: &str, h: &Tensor| batch_norm(p, &stats, name, h);
-        let w = |name: &str| p.get(&format!("{name}.weight"));
-        let stem = same_pad(x, 3, 2)?.conv2d(w("_conv_stem")?, 0, 2, 1, 1)?;
-        let mut h = relu6(&bn("_bn0", &stem)?)?;
+        // each batch norm folded into its convolution: kernel · s, then + t
+        let conv_bn = |conv: &str, bn: &str| folded(p, &stats, conv, bn);
+        let (w, t) = conv_bn("_conv_stem", "_bn0")?;
+        let stem = same_pad(x, 3, 2)?.conv2d(&w, 0, 2, 1, 1)?;
+        let mut h = relu6(&add_bias(&stem, &t)?)?;
         for b in &self.blocks {
             let pre = &b.prefix;
             let mut y = h.clone();
             if b.expands() {
-                y = pointwise(&y, w(&format!("{pre}._expand_conv"))?)?;
-                y = relu6(&bn(&format!("{pre}._bn0"), &y)?)?;
+                let (w, t) = conv_bn(&format!("{pre}._expand_conv"), &format!("{pre}._bn0"))?;
+                y = relu6(&add_bias(&pointwise(&y, &w)?, &t)?)?;
             }
-            y = depthwise(&y, w(&format!("{pre}._depthwise_conv"))?, b.stride)?;
-            y = relu6(&bn(&format!("{pre}._bn1"), &y)?)?;
-            y = pointwise(&y, w(&format!("{pre}._project_conv"))?)?;
-            y = bn(&format!("{pre}._bn2"), &y)?;
+            let (w, t) = conv_bn(&format!("{pre}._depthwise_conv"), &format!("{pre}._bn1"))?;
+            y = relu6(&add_bias(&depthwise(&y, &w, b.stride)?, &t)?)?;
+            let (w, t) = conv_bn(&format!("{pre}._project_conv"), &format!("{pre}._bn2"))?;
+            y = add_bias(&pointwise(&y, &w)?, &t)?;
             h = if b.residual() { (y + h)? } else { y };
         }
-        let y = pointwise(&h, w("_conv_head")?)?;
-        relu6(&bn("_bn1", &y)?)
+        let (w, t) = conv_bn("_conv_head", "_bn1")?;
+        relu6(&add_bias(&pointwise(&h, &w)?, &t)?)
     }
 
     /// ImageNet logits `[B, 1000]` of images, with the classifier
@@ -363,22 +367,20 @@ fn template_for(convs: &[ConvBn]) -> Result<ParamSet> {
     Ok(p)
 }
 
-/// Batch norm in inference mode with trainable `{bn}.weight`, `{bn}.bias`
-/// and the frozen `{bn}.mean`, `{bn}.inv_std`: `x·s + t` with `s = γ·inv_std`,
-/// `t = β − mean·s`, per channel.
-fn batch_norm(p: &ParamSet, stats: &ParamSet, bn: &str, x: &Tensor) -> Result<Tensor> {
-    let c = x.dim(1)?;
+/// A bias-free convolution followed by batch norm in inference mode, with
+/// trainable `{conv}.weight`, `{bn}.weight` (γ), `{bn}.bias` (β) and the
+/// frozen `{bn}.mean`, `{bn}.inv_std`: `bn(conv(x, w)) = conv(x, w·s) + t`
+/// with `s = γ·inv_std`, `t = β − mean·s` per output channel. Returns
+/// `(w·s, t)`: scaling the small kernel instead of the activations keeps
+/// the backward free of per-channel reductions over the batch.
+fn folded(p: &ParamSet, stats: &ParamSet, conv: &str, bn: &str) -> Result<(Tensor, Tensor)> {
+    let w = p.get(&format!("{conv}.weight"))?;
     let gamma = p.get(&format!("{bn}.weight"))?;
     let beta = p.get(&format!("{bn}.bias"))?;
     let s = gamma.mul(stats.get(&format!("{bn}.inv_std"))?)?;
     let t = beta.sub(&stats.get(&format!("{bn}.mean"))?.mul(&s)?)?;
-    Ok(x.broadcast_mul(&s.reshape((1, c, 1, 1))?)?
-        .broadcast_add(&t.reshape((1, c, 1, 1))?)?)
-}
-
-/// `min(max(x, 0), 6)`.
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.relu()?.minimum(6.0)?)
+    let ws = w.broadcast_mul(&s.reshape((s.elem_count(), 1, 1, 1))?)?;
+    Ok((ws, t))
 }
 
 /// TensorFlow's "SAME" padding of a k×k, stride-s convolution along one

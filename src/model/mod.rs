@@ -5,6 +5,7 @@
 //! forward. That is what lets stage 2 rebuild the student from any snapshot
 //! and differentiate through its SGD steps.
 
+mod channel;
 pub mod checkpoint;
 mod conv;
 pub mod convnet;
