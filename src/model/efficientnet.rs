@@ -28,12 +28,14 @@
 //! preprocessing does, `(pixel − 127) / 128` ([`input_norm`]).
 //!
 //! How these were checked (see `data-scripts/efficientnet/README.md`):
-//! the checkpoint stores its kernels in TensorFlow's HWIO memory order and
-//! loads into timm's `tf_efficientnet_lite0` (same padding, ε = 10⁻³,
-//! ReLU6); on photos the batch statistics entering the batch norms match the
-//! stored running statistics more closely with "same" than with symmetric
-//! padding, and with `(x − 127)/128` than with ImageNet mean/std; the
-//! tower's logits match timm's to 10⁻⁴ on real photos.
+//! the checkpoint is a TensorFlow one (its kernels are stored in TF's HWIO
+//! memory order; the PyTorch port it comes from pads TF's way, ε = 10⁻³)
+//! and loads unchanged into timm's `tf_efficientnet_lite0` (same padding,
+//! ε = 10⁻³, ReLU6); on photos the batch statistics entering the batch
+//! norms are closer to the stored running statistics with ε = 10⁻³ than
+//! 10⁻⁵, with `(x − 127)/128` than with ImageNet mean/std, and (slightly)
+//! with "same" than with symmetric padding; the tower's logits match
+//! timm's `tf_efficientnet_lite0` to 4·10⁻⁵ on real photos.
 //!
 //! # Batch norm and what is trained
 //!
