@@ -223,10 +223,11 @@ impl EncoderSize {
 }
 
 /// The image encoder of the image tower. `kind` names it (`convnet`,
-/// `nf_resnet50`, `nf_regnet_b1`, `nfnet_l0`, `vit`, `vit_lora`); the timm
-/// architectures take a `size` and an optional `checkpoint` (a safetensors
-/// file, or a folder with `model.safetensors`, of timm's state dict) to
-/// start every expert from pretrained weights.
+/// `nf_resnet50`, `nf_regnet_b1`, `nfnet_l0`, `vit`, `vit_lora`,
+/// `efficientnet_lite0`); the timm architectures take a `size` and an
+/// optional `checkpoint` (a safetensors file, or a folder with
+/// `model.safetensors`, of timm's state dict) to start every expert from
+/// pretrained weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ImageEncoderConfig {
@@ -289,11 +290,27 @@ pub enum ImageEncoderConfig {
         #[serde(default)]
         lora: crate::model::vit::LoraConfig,
     },
+    /// EfficientNet-Lite0 (one size), ImageNet-pretrained when `checkpoint`
+    /// names the weights `data-scripts/fetch_efficientnet_lite0.sh` writes
+    /// (`data/models/efficientnet-lite0/model.safetensors`): every expert
+    /// starts from them and its batch norms use their frozen running
+    /// statistics. Without a checkpoint it starts from random weights with
+    /// statistics 0/1 (a warning is printed by the CLI). Images should be
+    /// normalised with `model::efficientnet::input_norm()`, which
+    /// `--image-encoder efficientnet_lite0` sets as `data.norm`.
+    #[serde(rename = "efficientnet_lite0")]
+    EfficientnetLite0 {
+        /// The pretrained weights (names of the PyTorch port).
+        #[serde(default)]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 impl ImageEncoderConfig {
-    /// The `kind` names, in the order of the paper's tables.
-    pub const KINDS: [&'static str; 6] = [
+    /// The encoders of the paper's vision-encoder table (every kind but the
+    /// pretrained `efficientnet_lite0`), in its order: what notebooks 09 and
+    /// 12 compare.
+    pub const PAPER_KINDS: [&'static str; 6] = [
         "convnet",
         "nf_resnet50",
         "nf_regnet_b1",
@@ -302,9 +319,21 @@ impl ImageEncoderConfig {
         "vit_lora",
     ];
 
+    /// Every `kind` name: the paper's, then `efficientnet_lite0`.
+    pub const KINDS: [&'static str; 7] = [
+        "convnet",
+        "nf_resnet50",
+        "nf_regnet_b1",
+        "nfnet_l0",
+        "vit",
+        "vit_lora",
+        "efficientnet_lite0",
+    ];
+
     /// The encoder `kind` at the size that fits `profile`: the profile's
     /// own ConvNet, the scaled timm architectures at `smoke` and `default`,
-    /// the full ones (ViT: `tiny`) at `paper`.
+    /// the full ones (ViT: `tiny`) at `paper`; EfficientNet-Lite0 has one
+    /// size and no checkpoint here (the CLI fills in the fetched weights).
     pub fn named(kind: &str, profile: &str) -> Result<ImageEncoderConfig> {
         let paper = profile == "paper";
         let size = match (paper, kind) {
@@ -335,6 +364,7 @@ impl ImageEncoderConfig {
                 checkpoint: None,
                 lora: Default::default(),
             },
+            "efficientnet_lite0" => ImageEncoderConfig::EfficientnetLite0 { checkpoint: None },
             other => {
                 return Err(Error::Config(format!(
                     "unknown image encoder {other:?} (available: {})",
@@ -353,13 +383,16 @@ impl ImageEncoderConfig {
             ImageEncoderConfig::NfnetL0 { .. } => "nfnet_l0",
             ImageEncoderConfig::Vit { .. } => "vit",
             ImageEncoderConfig::VitLora { .. } => "vit_lora",
+            ImageEncoderConfig::EfficientnetLite0 { .. } => "efficientnet_lite0",
         }
     }
 
     /// The size, for the timm architectures.
     pub fn size(&self) -> Option<EncoderSize> {
         match self {
-            ImageEncoderConfig::ConvNet { .. } => None,
+            ImageEncoderConfig::ConvNet { .. } | ImageEncoderConfig::EfficientnetLite0 { .. } => {
+                None
+            }
             ImageEncoderConfig::NfResnet50 { size, .. }
             | ImageEncoderConfig::NfRegnetB1 { size, .. }
             | ImageEncoderConfig::NfnetL0 { size, .. }
@@ -405,7 +438,8 @@ impl ImageEncoderConfig {
             | ImageEncoderConfig::NfRegnetB1 { checkpoint, .. }
             | ImageEncoderConfig::NfnetL0 { checkpoint, .. }
             | ImageEncoderConfig::Vit { checkpoint, .. }
-            | ImageEncoderConfig::VitLora { checkpoint, .. } => checkpoint.as_deref(),
+            | ImageEncoderConfig::VitLora { checkpoint, .. }
+            | ImageEncoderConfig::EfficientnetLite0 { checkpoint } => checkpoint.as_deref(),
         }
     }
 
@@ -416,6 +450,7 @@ impl ImageEncoderConfig {
     pub fn architecture(&self) -> String {
         match self {
             ImageEncoderConfig::ConvNet { width, depth } => format!("convnet-w{width}-d{depth}"),
+            ImageEncoderConfig::EfficientnetLite0 { .. } => "efficientnet_lite0".into(),
             ImageEncoderConfig::VitLora { size, lora, .. } => {
                 let targets: Vec<String> = lora
                     .targets
@@ -488,7 +523,14 @@ impl ImageEncoderConfig {
         }
         if let Some(p) = self.checkpoint() {
             if !p.exists() {
-                return bad(format!("checkpoint {} does not exist", p.display()));
+                let hint = match self {
+                    ImageEncoderConfig::EfficientnetLite0 { .. } => format!(
+                        " (run {} to download EfficientNet-Lite0)",
+                        crate::model::efficientnet::FETCH_SCRIPT
+                    ),
+                    _ => String::new(),
+                };
+                return bad(format!("checkpoint {} does not exist{hint}", p.display()));
             }
         }
         Ok(())
@@ -849,8 +891,12 @@ impl Config {
     /// its experts and its full-data evaluation the epochs it needs to learn
     /// from scratch ([`ImageEncoderConfig::scratch_epochs`]; the ConvNet and
     /// the ViTs keep the profile's). The smoke profile keeps its epochs: it
-    /// checks the machinery in CI, not the encoders' quality. What
-    /// `--image-encoder` does; set `experts.epochs` afterwards to override.
+    /// checks the machinery in CI, not the encoders' quality.
+    /// `efficientnet_lite0` also gets the pretrained weights when
+    /// `data-scripts/fetch_efficientnet_lite0.sh` put them in
+    /// `data/models/efficientnet-lite0/` (relative to the working folder)
+    /// and their input scaling as `data.norm`. What `--image-encoder` does;
+    /// set `experts.epochs` afterwards to override.
     ///
     /// ```
     /// use vl_distill::config::Config;
@@ -861,6 +907,15 @@ impl Config {
     /// ```
     pub fn set_image_encoder(&mut self, kind: &str) -> Result<()> {
         self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
+        if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
+            // the pretrained weights where the fetch script puts them, and
+            // the input scaling they were trained with
+            let weights = PathBuf::from(crate::model::efficientnet::DEFAULT_CHECKPOINT);
+            if weights.exists() {
+                *checkpoint = Some(weights);
+            }
+            self.data.norm = crate::model::efficientnet::input_norm();
+        }
         if self.profile == "default" {
             if let Some(e) = self.model.image.scratch_epochs() {
                 self.experts.epochs = e;

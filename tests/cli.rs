@@ -321,6 +321,25 @@ fn run_does_every_stage_and_writes_rows_and_a_report() {
         err.contains("was trained with image encoder convnet") && err.contains("vit-scaled"),
         "{err}"
     );
+    // so does one for EfficientNet-Lite0, whose weights the CLI looks up
+    // (and warns, naming the fetch script, when they are absent)
+    let o = cli(&[
+        "distill",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--image-encoder",
+        "efficientnet_lite0",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("was trained with image encoder convnet")
+            && err.contains("efficientnet_lite0")
+            && (err.contains("data/models/efficientnet-lite0")),
+        "{err}"
+    );
     // an unknown encoder lists the known ones
     let o = cli(&[
         "experts",

@@ -78,6 +78,13 @@ fn nfnet_l0_runs_the_pipeline() {
     pipeline("nfnet_l0");
 }
 
+/// From random weights (statistics 0/1): the pretrained path is covered by
+/// `tests/efficientnet.rs`.
+#[test]
+fn efficientnet_lite0_runs_the_pipeline() {
+    pipeline("efficientnet_lite0");
+}
+
 #[test]
 fn vit_runs_the_pipeline() {
     pipeline("vit");

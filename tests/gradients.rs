@@ -9,7 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
 use vl_distill::distill::{matching_gradient, matching_loss};
 use vl_distill::model::{
-    ImageEncoder, LoraConfig, LoraTarget, NfCfg, NfNet, ParamSet, TwoTower, Vit, VitCfg,
+    EfficientNetLite0, ImageEncoder, LoraConfig, LoraTarget, NfCfg, NfNet, ParamSet, TwoTower, Vit,
+    VitCfg,
 };
 use vl_distill::second_order::with_graph_gradients;
 use vl_distill::unroll::{unroll_forward, StepBatch, TowerLr};
@@ -214,6 +215,15 @@ fn check_first_order(m: &TwoTower, side: usize) {
 /// images, the text embeddings and both log learning rates, by the reverse
 /// sweep, against central finite differences.
 fn check_second_order(m: &TwoTower, text_dim: usize, side: usize) {
+    check_second_order_with_steps(m, text_dim, side, 1e-5, 1e-5)
+}
+
+/// [`check_second_order`] with finite-difference step `h` along single
+/// coordinates and `h_dir` along random directions of all coordinates (a
+/// larger step lifts a small gradient above the rounding noise of ℓ; along
+/// a direction of every pixel it would sooner cross a ReLU kink, where the
+/// student's step, and so ℓ, jumps).
+fn check_second_order_with_steps(m: &TwoTower, text_dim: usize, side: usize, h: f64, h_dir: f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let theta0 = m.init(6, &dev(), DType::F64).unwrap();
     let target = m.init(7, &dev(), DType::F64).unwrap();
@@ -268,7 +278,6 @@ fn check_second_order(m: &TwoTower, text_dim: usize, side: usize) {
     assert!((mg.loss_image + mg.loss_text - ell(&images, &texts, log_lr)).abs() < 1e-12);
     let grads = mg.grads;
 
-    let h = 1e-5;
     // images: a few coordinates and one random direction
     let gi = to_vec(&grads.images);
     let idx: Vec<usize> = (0..8)
@@ -289,9 +298,9 @@ fn check_second_order(m: &TwoTower, text_dim: usize, side: usize) {
         "image coordinates: relative error {e}\nad {ad:?}\nfd {fd:?}"
     );
     let dir = randn(&mut rng, images.dims(), 1.0);
-    let fd = (ell(&axpy(&images, &dir, h), &texts, log_lr)
-        - ell(&axpy(&images, &dir, -h), &texts, log_lr))
-        / (2.0 * h);
+    let fd = (ell(&axpy(&images, &dir, h_dir), &texts, log_lr)
+        - ell(&axpy(&images, &dir, -h_dir), &texts, log_lr))
+        / (2.0 * h_dir);
     let ad: f64 = gi.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
     let e = rel_err(&[ad], &[fd]);
     assert!(
@@ -302,9 +311,9 @@ fn check_second_order(m: &TwoTower, text_dim: usize, side: usize) {
     // text embeddings: a random direction and a few coordinates
     let gt = to_vec(&grads.texts);
     let dir = randn(&mut rng, texts.dims(), 1.0);
-    let fd = (ell(&images, &axpy(&texts, &dir, h), log_lr)
-        - ell(&images, &axpy(&texts, &dir, -h), log_lr))
-        / (2.0 * h);
+    let fd = (ell(&images, &axpy(&texts, &dir, h_dir), log_lr)
+        - ell(&images, &axpy(&texts, &dir, -h_dir), log_lr))
+        / (2.0 * h_dir);
     let ad: f64 = gt.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
     let e = rel_err(&[ad], &[fd]);
     assert!(
@@ -462,4 +471,36 @@ fn second_order_gradient_through_a_vit_block_with_lora() {
     };
     let vit = Vit::with_lora("vit-lora-test", cfg, lora, None).unwrap();
     check_second_order(&tower_with(Box::new(vit), 6), 6, 8);
+}
+
+/// EfficientNet-Lite0's stem, its depthwise-separable first block, an
+/// expanding stride-2 inverted-residual block and a residual one, and the
+/// head, through three SGD steps: TF "same" padding (asymmetric at stride 2),
+/// the composed depthwise convolutions, 1×1 convolutions as matrix
+/// products, ReLU6, and batch norm with frozen (here random) statistics and
+/// trained γ, β.
+#[test]
+fn second_order_gradient_through_an_efficientnet_inverted_residual_block() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let template = EfficientNetLite0::first_blocks(3, None)
+        .unwrap()
+        .stats_template()
+        .unwrap();
+    let stats = template
+        .map(|name, t| {
+            let u =
+                vl_distill::model::ops::uniform(&mut rng, t.dims(), 0.5, DType::F32, &Device::Cpu)?;
+            Ok(if name.ends_with("running_var") {
+                (u + 1.0)?
+            } else {
+                (u * 0.2)?
+            })
+        })
+        .unwrap();
+    let net = EfficientNetLite0::first_blocks(3, Some(stats)).unwrap();
+    // single pixels' gradients are small here (~1e-6) next to the rounding
+    // noise of ℓ over 40k parameters: with h = 1e-5 their difference
+    // quotients are off by 3e-4 (5e-4 at h = 3e-6: noise, not the gradient),
+    // so single coordinates take h = 1e-4
+    check_second_order_with_steps(&tower_with(Box::new(net), 6), 6, 8, 1e-4, 1e-5);
 }

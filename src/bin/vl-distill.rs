@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vl_distill::config::Config;
+use vl_distill::config::{Config, ImageEncoderConfig};
 use vl_distill::coreset::{self, CoresetMethod};
 use vl_distill::data::{karpathy, prepare};
 use vl_distill::display::comparison::ComparisonTable;
@@ -224,9 +224,12 @@ struct Common {
     #[arg(long)]
     quiet: bool,
     /// Image encoder at the profile's size: convnet, nf_resnet50,
-    /// nf_regnet_b1, nfnet_l0, vit or vit_lora (refine it with --set
-    /// model.image.size=… / model.image.checkpoint=…). At the default
-    /// profile the NF nets get the 10 expert epochs they need from scratch.
+    /// nf_regnet_b1, nfnet_l0, vit, vit_lora or efficientnet_lite0 (refine
+    /// it with --set model.image.size=… / model.image.checkpoint=…). At the
+    /// default profile the NF nets get the 10 expert epochs they need from
+    /// scratch; efficientnet_lite0 reads data/models/efficientnet-lite0 when
+    /// data-scripts/fetch_efficientnet_lite0.sh put it there, and sets
+    /// data.norm to its input scaling.
     #[arg(long, value_name = "KIND")]
     image_encoder: Option<String>,
     /// Frozen text encoder: hashed, bert or clip (bert and clip read a local
@@ -251,6 +254,21 @@ impl Common {
     fn apply_encoders(&self, c: &mut Config) -> Result<()> {
         if let Some(kind) = &self.image_encoder {
             c.set_image_encoder(kind)?;
+            if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &c.model.image {
+                use vl_distill::model::efficientnet;
+                match checkpoint {
+                    Some(weights) => eprintln!(
+                        "image: efficientnet_lite0 from {} (set model.image.checkpoint for another file)",
+                        weights.display()
+                    ),
+                    None => eprintln!(
+                        "image: warning: no EfficientNet-Lite0 weights at {} (run {}): \
+                         starting from random weights",
+                        efficientnet::DEFAULT_CHECKPOINT,
+                        efficientnet::FETCH_SCRIPT
+                    ),
+                }
+            }
         }
         if let Some(kind) = &self.text_encoder {
             c.set("text.encoder", kind)?;

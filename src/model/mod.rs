@@ -5,9 +5,12 @@
 //! forward. That is what lets stage 2 rebuild the student from any snapshot
 //! and differentiate through its SGD steps.
 
+mod channel;
 pub mod checkpoint;
 mod conv;
 pub mod convnet;
+mod depthwise;
+pub mod efficientnet;
 mod kernel;
 pub mod layers;
 pub mod nfnet;
@@ -18,6 +21,7 @@ pub mod text_tower;
 pub mod vit;
 
 pub use convnet::ConvNet;
+pub use efficientnet::EfficientNetLite0;
 pub use nfnet::{NfCfg, NfNet};
 pub use params::ParamSet;
 pub use text_tower::TextTower;
@@ -79,7 +83,8 @@ pub trait ImageEncoder: Send + Sync + std::fmt::Debug {
 
 /// The image encoder of `cfg` for `image_size` px images (checkpoint
 /// weights, if any, are loaded by [`TwoTower::init`]; a LoRA ViT's frozen
-/// base is loaded here).
+/// base and EfficientNet-Lite0's frozen batch-norm statistics are loaded
+/// here).
 pub fn image_encoder(cfg: &ImageEncoderConfig, image_size: usize) -> Result<Box<dyn ImageEncoder>> {
     let label = cfg.architecture();
     let nf = |full: fn() -> NfCfg, scaled: fn() -> NfCfg, size: &EncoderSize| {
@@ -114,6 +119,10 @@ pub fn image_encoder(cfg: &ImageEncoderConfig, image_size: usize) -> Result<Box<
             nf(NfCfg::nfnet_l0, NfCfg::nfnet_l0_scaled, size)
         }
         ImageEncoderConfig::Vit { size, .. } => Ok(Box::new(Vit::new(label, vit_cfg(size))?)),
+        ImageEncoderConfig::EfficientnetLite0 { checkpoint } => Ok(Box::new(match checkpoint {
+            Some(path) => EfficientNetLite0::from_checkpoint(path)?,
+            None => EfficientNetLite0::new(None)?,
+        })),
         ImageEncoderConfig::VitLora {
             size,
             checkpoint,
