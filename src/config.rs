@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod dataset;
+pub use dataset::DATASETS;
+
 /// The whole configuration of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +124,12 @@ pub struct TextConfig {
     #[serde(default = "default_text_batch_size")]
     pub batch_size: usize,
 }
+
+/// Where `data-scripts/fetch_minilm.sh` unpacks all-MiniLM-L6-v2, which
+/// `bert` takes when no `text.path` is set ([`Config::set_text_encoder`]).
+pub const MINILM_DIR: &str = "data/models/all-MiniLM-L6-v2";
+/// The script that fetches all-MiniLM-L6-v2.
+pub const MINILM_FETCH_SCRIPT: &str = "data-scripts/fetch_minilm.sh";
 
 /// The default of [`TextConfig::batch_size`].
 pub const DEFAULT_TEXT_BATCH_SIZE: usize = 64;
@@ -915,14 +924,55 @@ impl Config {
                 *checkpoint = Some(weights);
             }
             self.data.norm = crate::model::efficientnet::input_norm();
+        } else {
+            // every other encoder takes ImageNet's mean and std (switching
+            // away from efficientnet_lite0 must not keep its scaling)
+            self.data.norm = ImageNorm::default();
         }
-        if self.profile == "default" {
+        // the scratch epochs were measured on the built-in scenes; another
+        // dataset's preset ([`Config::set_dataset`]) sizes its own epochs
+        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
+        if self.profile == "default" && scenes {
             if let Some(e) = self.model.image.scratch_epochs() {
                 self.experts.epochs = e;
                 self.eval.full_epochs = e;
             }
         }
         Ok(())
+    }
+
+    /// Switches the frozen text encoder to `kind` (`hashed`, `bert`,
+    /// `clip`): what `--text-encoder` does. `bert` without a `text.path`
+    /// takes all-MiniLM-L6-v2 from [`MINILM_DIR`] when
+    /// `data-scripts/fetch_minilm.sh` put it there (relative to the working
+    /// folder); `hashed` drops a model folder set for another encoder.
+    /// Returns the folder chosen for `bert` this way, if any.
+    pub fn set_text_encoder(&mut self, kind: &str) -> Result<Option<PathBuf>> {
+        if !crate::text::ENCODERS.contains(&kind) {
+            return Err(Error::Config(format!(
+                "unknown text encoder {kind:?} (available: {})",
+                crate::text::ENCODERS.join(", ")
+            )));
+        }
+        self.text.encoder = kind.into();
+        let mut chosen = None;
+        match kind {
+            "hashed" => {
+                self.text.path = None;
+                self.text.pooling = None;
+                self.text.normalize = None;
+                self.text.max_len = None;
+            }
+            "bert" if self.text.path.is_none() => {
+                let minilm = PathBuf::from(MINILM_DIR);
+                if minilm.join("model.safetensors").exists() {
+                    self.text.path = Some(minilm.clone());
+                    chosen = Some(minilm);
+                }
+            }
+            _ => {}
+        }
+        Ok(chosen)
     }
 
     /// Overrides one field by its dotted path, e.g. `set("experts.epochs", "5")`
@@ -1099,6 +1149,63 @@ mod tests {
         };
         assert_eq!(e.scratch_epochs(), None);
         assert!(c.set_image_encoder("resnet").is_err());
+    }
+
+    #[test]
+    fn named_datasets_set_their_files_encoders_and_sizes() {
+        for profile in ["smoke", "default", "paper"] {
+            let mut c = Config::profile(profile).unwrap();
+            c.set_dataset("emoji").unwrap();
+            let DataSource::Karpathy { json, .. } = &c.data.source else {
+                panic!("emoji is a Karpathy set")
+            };
+            assert_eq!(json, &dataset::emoji_json(profile));
+            assert_eq!(c.text.encoder, "bert");
+            assert_eq!(c.text.path.as_deref(), Some(Path::new(MINILM_DIR)));
+            assert_eq!(c.model.image.kind(), "efficientnet_lite0");
+            assert_eq!(c.data.norm, crate::model::efficientnet::input_norm());
+            c.validate().unwrap_or_else(|e| {
+                // only a missing checkpoint may stop it (not fetched here)
+                assert!(e.to_string().contains("checkpoint"), "{e}")
+            });
+            // the from-scratch comparison: ImageNet scaling again, the
+            // emoji sizes kept (no scenes epochs), MiniLM kept
+            let epochs = c.experts.epochs;
+            c.set_image_encoder("convnet").unwrap();
+            assert_eq!(c.data.norm, ImageNorm::default());
+            assert_eq!(c.experts.epochs, epochs);
+            c.set_image_encoder("nfnet_l0").unwrap();
+            assert_eq!(c.experts.epochs, epochs, "scratch epochs are the scenes'");
+            assert_eq!(c.text.encoder, "bert");
+            // back to the scenes
+            c.set_dataset("scenes").unwrap();
+            assert_eq!(c.data.source, Config::profile(profile).unwrap().data.source);
+        }
+        assert!(dataset::emoji_json("smoke").starts_with(dataset::EMOJI_SMALL_DIR));
+        let mut c = Config::default_profile();
+        c.set_dataset("flickr30k").unwrap();
+        assert_eq!(c.data.source, Config::paper().data.source);
+        c.set_dataset("coco").unwrap();
+        let how = dataset::how_to_make(Path::new("data/coco/dataset_coco.json")).unwrap();
+        assert!(how.contains("data prepare --dataset coco"), "{how}");
+        let how = dataset::how_to_make(&dataset::emoji_json("smoke")).unwrap();
+        assert!(how.contains("fetch_emoji.sh --small 60"), "{how}");
+        assert_eq!(dataset::how_to_make(Path::new("mine/dataset_x.json")), None);
+        let e = c.set_dataset("imagenet").unwrap_err().to_string();
+        assert!(e.contains("scenes, emoji, flickr30k, coco"), "{e}");
+    }
+
+    #[test]
+    fn set_text_encoder_checks_the_name_and_clears_folders_for_hashed() {
+        let mut c = Config::smoke();
+        assert!(c.set_text_encoder("word2vec").is_err());
+        c.set_text_encoder("clip").unwrap();
+        assert_eq!(c.text.path, None, "clip never takes MiniLM");
+        c.text.path = Some("m/clip".into());
+        c.text.max_len = Some(32);
+        c.set_text_encoder("hashed").unwrap();
+        assert_eq!((c.text.path.clone(), c.text.max_len), (None, None));
+        c.validate().unwrap();
     }
 
     #[test]

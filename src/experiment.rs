@@ -52,6 +52,14 @@ pub fn load_dataset(config: &Config) -> Result<(Dataset, LoadReport)> {
             Ok((scenes::generate(&cfg)?, LoadReport::default()))
         }
         DataSource::Karpathy { json, image_root } => {
+            if !json.exists() {
+                if let Some(how) = crate::config::dataset::how_to_make(json) {
+                    return Err(crate::error::Error::Config(format!(
+                        "dataset file {} does not exist: {how}",
+                        json.display()
+                    )));
+                }
+            }
             karpathy::load_karpathy(json, image_root.as_deref(), &opts)
         }
         DataSource::PerSplit {

@@ -22,24 +22,8 @@ use vl_distill::model::checkpoint::load_like;
 use vl_distill::model::efficientnet::{self, EfficientNetLite0};
 use vl_distill::model::{ImageEncoder, ParamSet, TwoTower};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `path` under the repository if it exists; otherwise `None` after saying
-/// which script makes it, or a panic under `VL_DISTILL_REQUIRE_DATA=1`.
-fn data(path: &str, script: &str) -> Option<PathBuf> {
-    let p = root().join(path);
-    if p.exists() {
-        return Some(p);
-    }
-    let msg = format!("{} is missing: run {script}", p.display());
-    if std::env::var("VL_DISTILL_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-        panic!("{msg} (VL_DISTILL_REQUIRE_DATA=1)");
-    }
-    eprintln!("skipped: {msg}");
-    None
-}
+mod common;
+use common::{data, root};
 
 fn weights() -> Option<PathBuf> {
     data(efficientnet::DEFAULT_CHECKPOINT, efficientnet::FETCH_SCRIPT)

@@ -223,6 +223,14 @@ struct Common {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Named dataset with its settings at the profile: scenes (built in,
+    /// the default), emoji (data/emoji from data-scripts/fetch_emoji.sh,
+    /// data/emoji-small at smoke; switches to all-MiniLM-L6-v2 and the
+    /// pretrained EfficientNet-Lite0 unless --text-encoder/--image-encoder
+    /// say otherwise), flickr30k or coco (data/flickr30k, data/coco from
+    /// `vl-distill data prepare`). Applied before the encoders and --set.
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
     /// Image encoder at the profile's size: convnet, nf_resnet50,
     /// nf_regnet_b1, nfnet_l0, vit, vit_lora or efficientnet_lite0 (refine
     /// it with --set model.image.size=… / model.image.checkpoint=…). At the
@@ -245,15 +253,21 @@ impl Common {
             Some(f) => Config::from_toml_file(f)?,
             None => Config::profile(&self.profile)?,
         };
-        self.apply_encoders(&mut c)?;
+        self.apply_presets(&mut c)?;
         c.apply_overrides(&self.overrides)?;
         Ok(c)
     }
 
-    /// --image-encoder and --text-encoder (applied before --set).
-    fn apply_encoders(&self, c: &mut Config) -> Result<()> {
+    /// --dataset, then --image-encoder and --text-encoder (all applied
+    /// before --set).
+    fn apply_presets(&self, c: &mut Config) -> Result<()> {
+        if let Some(name) = &self.dataset {
+            c.set_dataset(name)?;
+        }
         if let Some(kind) = &self.image_encoder {
             c.set_image_encoder(kind)?;
+        }
+        if self.image_encoder.is_some() || self.dataset.is_some() {
             if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &c.model.image {
                 use vl_distill::model::efficientnet;
                 match checkpoint {
@@ -271,16 +285,11 @@ impl Common {
             }
         }
         if let Some(kind) = &self.text_encoder {
-            c.set("text.encoder", kind)?;
-            // `data-scripts/fetch_minilm.sh` puts all-MiniLM-L6-v2 here
-            let minilm = PathBuf::from("data/models/all-MiniLM-L6-v2");
-            if kind == "bert" && c.text.path.is_none() && minilm.join("model.safetensors").exists()
-            {
+            if let Some(minilm) = c.set_text_encoder(kind)? {
                 eprintln!(
                     "text: bert from {} (set text.path for another folder)",
                     minilm.display()
                 );
-                c.text.path = Some(minilm);
             }
         }
         Ok(())
@@ -299,7 +308,7 @@ impl Common {
             if let Some(file) = self.out.as_ref().map(|o| o.join("config.toml")) {
                 if file.exists() {
                     let mut c = Config::from_toml_file(&file)?;
-                    self.apply_encoders(&mut c)?;
+                    self.apply_presets(&mut c)?;
                     c.apply_overrides(&self.overrides)?;
                     return Ok(c);
                 }
@@ -689,6 +698,7 @@ fn run_prepare(args: PrepareArgs) -> Result<()> {
                 out: None,
                 device: "cpu".into(),
                 quiet: args.quiet,
+                dataset: None,
                 image_encoder: None,
                 text_encoder: Some(kind.clone()),
             };

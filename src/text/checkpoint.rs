@@ -25,8 +25,13 @@ impl ModelFolder {
     /// The folder at `path`, which must exist.
     pub fn open(path: &Path) -> Result<Self> {
         if !path.is_dir() {
+            let hint = if path.ends_with(crate::config::MINILM_DIR) {
+                format!(" (run {} to fetch it)", crate::config::MINILM_FETCH_SCRIPT)
+            } else {
+                String::new()
+            };
             return Err(Error::Config(format!(
-                "text encoder folder {} does not exist (or is not a folder)",
+                "text encoder folder {} does not exist (or is not a folder){hint}",
                 path.display()
             )));
         }
