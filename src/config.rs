@@ -597,6 +597,15 @@ pub struct ExpertConfig {
     pub weight_decay: f64,
     /// Compute validation recall after every epoch (for the log line).
     pub val_every_epoch: bool,
+    /// Captions of each image an epoch trains on, drawn afresh every epoch;
+    /// unset: every caption (an epoch visits every pair). With 1, an epoch
+    /// is one pass over the images: 5x shorter on 5-caption sets, so the
+    /// trajectory records the parameters 5x as often and stage 2 matches
+    /// shorter, straighter stretches of it (the emoji preset's choice,
+    /// README "The emoji benchmark"). The full-data evaluation trains the
+    /// same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captions_per_image: Option<usize>,
 }
 
 /// How one modality of the distilled set starts.
@@ -702,6 +711,7 @@ impl ExpertConfig {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             batch_size: self.batch_size,
+            captions_per_image: self.captions_per_image,
         }
     }
 }
@@ -762,6 +772,7 @@ impl Config {
                 momentum: 0.0,
                 weight_decay: 0.0,
                 val_every_epoch: true,
+                captions_per_image: None,
             },
             eval: EvalConfig {
                 num_seeds: 2,
@@ -903,7 +914,7 @@ impl Config {
     /// checks the machinery in CI, not the encoders' quality.
     /// `efficientnet_lite0` also gets the pretrained weights when
     /// `data-scripts/fetch_efficientnet_lite0.sh` put them in
-    /// `data/models/efficientnet-lite0/` (relative to the working folder)
+    /// `data/models/efficientnet-lite0/` (under [`dataset::ROOT_VAR`] when set, else the working folder)
     /// and their input scaling as `data.norm`. What `--image-encoder` does;
     /// set `experts.epochs` afterwards to override.
     ///
@@ -919,7 +930,7 @@ impl Config {
         if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
             // the pretrained weights where the fetch script puts them, and
             // the input scaling they were trained with
-            let weights = PathBuf::from(crate::model::efficientnet::DEFAULT_CHECKPOINT);
+            let weights = dataset::data_path(crate::model::efficientnet::DEFAULT_CHECKPOINT);
             if weights.exists() {
                 *checkpoint = Some(weights);
             }
@@ -944,7 +955,7 @@ impl Config {
     /// Switches the frozen text encoder to `kind` (`hashed`, `bert`,
     /// `clip`): what `--text-encoder` does. `bert` without a `text.path`
     /// takes all-MiniLM-L6-v2 from [`MINILM_DIR`] when
-    /// `data-scripts/fetch_minilm.sh` put it there (relative to the working
+    /// `data-scripts/fetch_minilm.sh` put it there (under [`dataset::ROOT_VAR`] when set, else the working
     /// folder); `hashed` drops a model folder set for another encoder.
     /// Returns the folder chosen for `bert` this way, if any.
     pub fn set_text_encoder(&mut self, kind: &str) -> Result<Option<PathBuf>> {
@@ -964,7 +975,7 @@ impl Config {
                 self.text.max_len = None;
             }
             "bert" if self.text.path.is_none() => {
-                let minilm = PathBuf::from(MINILM_DIR);
+                let minilm = dataset::data_path(MINILM_DIR);
                 if minilm.join("model.safetensors").exists() {
                     self.text.path = Some(minilm.clone());
                     chosen = Some(minilm);
@@ -1031,6 +1042,9 @@ impl Config {
         }
         if e.lr_image.is_nan() || e.lr_text.is_nan() || e.lr_image <= 0.0 || e.lr_text <= 0.0 {
             return bad("experts: learning rates must be > 0".into());
+        }
+        if e.captions_per_image == Some(0) {
+            return bad("experts.captions_per_image must be > 0 (or unset: every caption)".into());
         }
         if !(0.0..1.0).contains(&e.momentum) {
             return bad("experts.momentum must be in [0, 1)".into());

@@ -84,6 +84,7 @@ impl Evaluator {
                 momentum: 0.0,
                 weight_decay: 0.0,
                 batch_size: batch,
+                captions_per_image: None,
             },
             c.small_set_epochs,
             c.num_seeds,

@@ -41,6 +41,9 @@ pub struct SgdConfig {
     pub weight_decay: f64,
     /// Pairs per minibatch (a last batch of fewer than 2 pairs is dropped).
     pub batch_size: usize,
+    /// Captions of each image an epoch trains on, drawn afresh every epoch
+    /// ([`epoch_pairs`]); `None`: every pair, every epoch.
+    pub captions_per_image: Option<usize>,
 }
 
 /// Momentum buffers (absent until the first step, or when momentum is 0).
@@ -130,16 +133,58 @@ pub fn sgd_step_counted(
 
 /// The shuffled minibatches of one epoch over `num_pairs` pairs, from `seed`.
 pub fn epoch_batches(num_pairs: usize, batch_size: usize, seed: u64) -> Vec<Vec<u32>> {
-    let mut order: Vec<u32> = (0..num_pairs as u32).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    order
+    batches_of((0..num_pairs as u32).collect(), batch_size, seed)
+}
+
+/// `pairs` shuffled from `seed` and cut into minibatches (a last one of
+/// fewer than 2 pairs is dropped).
+fn batches_of(mut pairs: Vec<u32>, batch_size: usize, seed: u64) -> Vec<Vec<u32>> {
+    pairs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    pairs
         .chunks(batch_size)
         .filter(|c| c.len() >= 2)
         .map(<[u32]>::to_vec)
         .collect()
 }
 
-/// One epoch of SGD over every pair of `data` in an order drawn from `seed`;
+/// The pairs one epoch trains on when it takes `per_image` captions of
+/// each image: for every image (in order), `per_image` of its pairs drawn
+/// without replacement from `seed` (all of them when it has no more),
+/// given `owner[pair]` = the pair's image. An epoch then is one pass over
+/// the images rather than over every caption, as CLIP-style training on
+/// several captions per image often does.
+pub fn epoch_pairs(owner: &[u32], per_image: usize, seed: u64) -> Vec<u32> {
+    let images = owner.iter().map(|&o| o as usize + 1).max().unwrap_or(0);
+    let mut by_image: Vec<Vec<u32>> = vec![Vec::new(); images];
+    for (pair, &img) in owner.iter().enumerate() {
+        by_image[img as usize].push(pair as u32);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut chosen = Vec::with_capacity(images * per_image);
+    for mut pairs in by_image {
+        if pairs.len() > per_image {
+            pairs.shuffle(&mut rng);
+            pairs.truncate(per_image);
+            pairs.sort_unstable();
+        }
+        chosen.extend(pairs);
+    }
+    chosen
+}
+
+/// The minibatches of one epoch of `cfg` over `data`, from `seed`.
+fn batches_for(data: &CaptionedImages, cfg: &SgdConfig, seed: u64) -> Vec<Vec<u32>> {
+    match cfg.captions_per_image {
+        None => epoch_batches(data.num_pairs(), cfg.batch_size, seed),
+        Some(k) => {
+            let pairs = epoch_pairs(&data.owner, k, derive_seed(seed, "epoch-captions", &[]));
+            batches_of(pairs, cfg.batch_size, seed)
+        }
+    }
+}
+
+/// One epoch of SGD over the pairs of `data` (all of them, or
+/// `cfg.captions_per_image` captions of each image) in an order drawn from `seed`;
 /// `on_batch(i, n, loss)` is called after each of the `n` batches. Returns the
 /// mean loss.
 pub fn train_epoch(
@@ -167,7 +212,7 @@ pub fn train_epoch_counted(
     mut counts: Option<&mut ForgettingCounts>,
     mut on_batch: impl FnMut(usize, usize, f64),
 ) -> Result<f64> {
-    let batches = epoch_batches(data.num_pairs(), cfg.batch_size, seed);
+    let batches = batches_for(data, cfg, seed);
     if batches.is_empty() {
         return Err(Error::Config(format!(
             "{} pairs make no minibatch of at least 2",
@@ -215,4 +260,67 @@ pub fn derive_seed(seed: u64, task: &str, indices: &[u64]) -> u64 {
         }
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Tensor;
+
+    #[test]
+    fn epoch_pairs_takes_k_distinct_captions_of_every_image_and_varies_by_seed() {
+        // 4 images with 5, 1, 3 and 5 captions (pairs of one image need
+        // not be adjacent)
+        let owner: Vec<u32> = vec![0, 0, 1, 0, 0, 2, 2, 0, 2, 3, 3, 3, 3, 3];
+        for k in 1..=6 {
+            let chosen = epoch_pairs(&owner, k, 7);
+            let mut per_image = [0usize; 4];
+            for &p in &chosen {
+                per_image[owner[p as usize] as usize] += 1;
+            }
+            let want = [5.min(k), 1, 3.min(k), 5.min(k)];
+            assert_eq!(per_image, want, "k = {k}");
+            let mut unique = chosen.clone();
+            unique.dedup();
+            assert_eq!(unique.len(), chosen.len(), "a pair drawn twice");
+        }
+        // another epoch (seed) draws other captions; the same seed the same
+        let draws: std::collections::HashSet<Vec<u32>> =
+            (0..8).map(|s| epoch_pairs(&owner, 1, s)).collect();
+        assert!(draws.len() > 1);
+        assert_eq!(epoch_pairs(&owner, 2, 3), epoch_pairs(&owner, 2, 3));
+    }
+
+    #[test]
+    fn captions_per_image_shortens_the_epoch_and_unset_keeps_every_pair() {
+        let owner: Vec<u32> = (0..40).map(|p| p / 5).collect(); // 8 images × 5
+        let data = CaptionedImages::new(
+            Tensor::zeros(
+                (8, 3, 4, 4),
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap(),
+            Tensor::zeros((40, 6), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+            owner,
+        )
+        .unwrap();
+        let mut cfg = SgdConfig {
+            lr: TowerLr {
+                image: 0.1,
+                text: 0.1,
+            },
+            momentum: 0.0,
+            weight_decay: 0.0,
+            batch_size: 4,
+            captions_per_image: None,
+        };
+        assert_eq!(batches_for(&data, &cfg, 1), epoch_batches(40, 4, 1));
+        cfg.captions_per_image = Some(1);
+        let b = batches_for(&data, &cfg, 1);
+        assert_eq!(b.len(), 2);
+        let mut images: Vec<u32> = b.concat().iter().map(|&p| p / 5).collect();
+        images.sort_unstable();
+        assert_eq!(images, (0..8).collect::<Vec<_>>(), "each image once");
+    }
 }

@@ -32,14 +32,38 @@ pub const EMOJI_SMALL_IDENTITIES: usize = 60;
 /// The script that builds the emoji set.
 pub const EMOJI_FETCH_SCRIPT: &str = "data-scripts/fetch_emoji.sh";
 
-/// The emoji set's split file at `profile`: the small set at `smoke`.
-pub fn emoji_json(profile: &str) -> PathBuf {
+/// The environment variable naming the folder that holds `data/` (the
+/// checkout) when the working folder is elsewhere: the paths of the
+/// presets ([`Config::set_dataset`], the fetched MiniLM and
+/// EfficientNet-Lite0) are relative to it when it is set, else to the
+/// working folder. The notebook kernel sets it, since notebooks run in
+/// `notebooks/`.
+pub const ROOT_VAR: &str = "VL_DISTILL_ROOT";
+
+/// `rel` (a path under the checkout such as `data/emoji`) against
+/// [`ROOT_VAR`] when set, else as it is (relative to the working folder).
+pub fn data_path(rel: &str) -> PathBuf {
+    match std::env::var_os(ROOT_VAR).filter(|r| !r.is_empty()) {
+        Some(root) => PathBuf::from(root).join(rel),
+        None => PathBuf::from(rel),
+    }
+}
+
+/// The emoji set's split file under the checkout at `profile`: the small
+/// set at `smoke`.
+fn emoji_json_rel(profile: &str) -> PathBuf {
     let dir = if profile == "smoke" {
         EMOJI_SMALL_DIR
     } else {
         EMOJI_DIR
     };
-    PathBuf::from(dir).join("dataset_emoji.json")
+    Path::new(dir).join("dataset_emoji.json")
+}
+
+/// The emoji set's split file at `profile` (the small set at `smoke`), as
+/// the preset names it ([`data_path`]).
+pub fn emoji_json(profile: &str) -> PathBuf {
+    data_path(emoji_json_rel(profile).to_str().expect("ASCII path"))
 }
 
 /// The command that writes [`emoji_json`]`(profile)`.
@@ -54,9 +78,9 @@ pub fn emoji_fetch_command(profile: &str) -> String {
 /// How to make a named dataset's split file `json` (one of the paths the
 /// presets use), for the error a missing one gives; `None` for other paths.
 pub fn how_to_make(json: &Path) -> Option<String> {
-    if json.ends_with(emoji_json("smoke")) {
+    if json.ends_with(emoji_json_rel("smoke")) {
         Some(format!("run {}", emoji_fetch_command("smoke")))
-    } else if json.ends_with(emoji_json("default")) {
+    } else if json.ends_with(emoji_json_rel("default")) {
         Some(format!("run {}", emoji_fetch_command("default")))
     } else {
         ["flickr30k", "coco"].iter().find_map(|name| {
@@ -106,7 +130,7 @@ impl Config {
             "emoji" => self.set_emoji()?,
             "flickr30k" | "coco" => {
                 self.data.source = DataSource::Karpathy {
-                    json: PathBuf::from(format!("data/{name}/dataset_{name}.json")),
+                    json: data_path(&format!("data/{name}/dataset_{name}.json")),
                     image_root: None,
                 };
             }
@@ -132,7 +156,7 @@ impl Config {
         self.set_text_encoder("bert")?;
         if self.text.path.is_none() {
             // not fetched yet: loading says which script fetches it
-            self.text.path = Some(PathBuf::from(super::MINILM_DIR));
+            self.text.path = Some(data_path(super::MINILM_DIR));
         }
         self.set_image_encoder("efficientnet_lite0")?;
         if self.profile == "default" {
