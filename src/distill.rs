@@ -378,6 +378,9 @@ pub struct Distiller {
     checkpoint: Option<PathBuf>,
     fingerprint: String,
     progress: bool,
+    /// The per-channel range of real pixels under the data's normalisation,
+    /// `[1, 3, 1, 1]` each, when `distill.clamp_pixels` is on.
+    pixel_range: Option<(Tensor, Tensor)>,
 }
 
 /// What a checkpoint's header holds besides the tensors.
@@ -388,6 +391,18 @@ struct CheckpointMeta {
     log_lr: [f64; 2],
     momentum_log_lr: [f64; 2],
     history: Vec<DistillReport>,
+}
+
+/// The normalised values of pixel 0 and pixel 255 per channel, `[1, 3, 1, 1]`.
+fn pixel_range(
+    norm: &crate::data::ImageNorm,
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor)> {
+    let at = |v: f32| -> Result<Tensor> {
+        let c: Vec<f32> = (0..3).map(|i| (v - norm.mean[i]) / norm.std[i]).collect();
+        Ok(Tensor::from_vec(c, (1, 3, 1, 1), device)?)
+    };
+    Ok((at(0.0)?, at(1.0)?))
 }
 
 impl Distiller {
@@ -483,12 +498,17 @@ impl Distiller {
             "initial_lr": [exp.config.experts.lr_image, exp.config.experts.lr_text],
         })
         .to_string();
+        let pixel_range = match cfg.clamp_pixels {
+            true => Some(pixel_range(&exp.config.data.norm, set.images.device())?),
+            false => None,
+        };
         Ok(Distiller {
             model: exp.model.clone(),
             experts,
             cfg,
             seed: exp.config.seed,
             set,
+            pixel_range,
             momentum: OuterMomentum::default(),
             iteration: 0,
             history: Vec::new(),
@@ -684,6 +704,9 @@ impl Distiller {
         if self.cfg.distill_images {
             let v = velocity(&mom.images, &grads.images)?;
             set.images = (&set.images - (&v * self.cfg.lr_images)?)?.detach();
+            if let Some((lo, hi)) = &self.pixel_range {
+                set.images = set.images.broadcast_maximum(lo)?.broadcast_minimum(hi)?;
+            }
             mom.images = Some(v);
         }
         if self.cfg.distill_texts {

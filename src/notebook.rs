@@ -148,9 +148,9 @@ impl Workspace {
         }
         let t = Instant::now();
         println!(
-            "training {n} experts × {} epochs on {} pairs into {}",
+            "training {n} experts × {} epochs on {} into {}",
             exp.config.experts.epochs,
-            exp.train.num_pairs(),
+            crate::train::describe_epoch(&exp.train, exp.config.experts.captions_per_image),
             display_path(&dir)
         );
         let mut trainer = ExpertTrainer::new(exp)?

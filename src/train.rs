@@ -172,6 +172,19 @@ pub fn epoch_pairs(owner: &[u32], per_image: usize, seed: u64) -> Vec<u32> {
     chosen
 }
 
+/// What one epoch over `data` trains on, for log lines: `16405 pairs`, or
+/// `3343 images × 1 of their captions`.
+pub fn describe_epoch(data: &CaptionedImages, captions_per_image: Option<usize>) -> String {
+    match captions_per_image {
+        None => format!("{} pairs", data.num_pairs()),
+        Some(k) => format!(
+            "{} images × {k} of their captions (of {} pairs)",
+            data.num_images(),
+            data.num_pairs()
+        ),
+    }
+}
+
 /// The minibatches of one epoch of `cfg` over `data`, from `seed`.
 fn batches_for(data: &CaptionedImages, cfg: &SgdConfig, seed: u64) -> Vec<Vec<u32>> {
     match cfg.captions_per_image {

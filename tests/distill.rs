@@ -114,6 +114,50 @@ fn the_learned_rate_step_can_be_bounded() {
 }
 
 #[test]
+fn clamped_pixels_stay_in_the_range_of_real_ones() {
+    let (exp, trajs) = setup(&["distill.iterations=3", "distill.lr_images=1e6"]);
+    // pixel 0 and pixel 255 under the data's normalisation, per channel
+    let norm = exp.config.data.norm;
+    let range: Vec<(f32, f32)> = (0..3)
+        .map(|c| {
+            (
+                (0.0 - norm.mean[c]) / norm.std[c],
+                (1.0 - norm.mean[c]) / norm.std[c],
+            )
+        })
+        .collect();
+    let outside = |clamp: bool| -> usize {
+        let mut e = exp.clone();
+        e.config.distill.clamp_pixels = clamp;
+        let mut d = Distiller::new(&e, trajs.clone()).unwrap();
+        d.run().unwrap();
+        (0..3)
+            .map(|c| {
+                let (lo, hi) = range[c];
+                let plane: Vec<f32> = d
+                    .set
+                    .images
+                    .narrow(1, c, 1)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                plane
+                    .iter()
+                    .filter(|&&v| v < lo - 1e-5 || v > hi + 1e-5)
+                    .count()
+            })
+            .sum()
+    };
+    assert_eq!(outside(true), 0);
+    assert!(
+        outside(false) > 0,
+        "a huge pixel rate should leave the range unclamped"
+    );
+}
+
+#[test]
 fn initialisations_and_bad_settings() {
     let (exp, trajs) = setup(&["experts.num_experts=1"]);
     let lr = TowerLr {

@@ -106,8 +106,6 @@ fn run_dataset_emoji_trains_distils_and_evaluates_on_the_real_encoders() {
             "--quiet",
             // a shorter smoke run: the machinery, not the numbers
             "--set",
-            "experts.epochs=3",
-            "--set",
             "distill.iterations=4",
             "--set",
             "eval.num_seeds=1",

@@ -366,10 +366,10 @@ fn run_experts(exp: &Experiment, out: &Path, quiet: bool) -> Result<()> {
     let t = Instant::now();
     let e = &exp.config.experts;
     eprintln!(
-        "stage 1: {} experts × {} epochs on {} pairs → {}",
+        "stage 1: {} experts × {} epochs on {} → {}",
         e.num_experts,
         e.epochs,
-        exp.train.num_pairs(),
+        vl_distill::train::describe_epoch(&exp.train, e.captions_per_image),
         out.display()
     );
     let mut trainer = ExpertTrainer::new(exp)?

@@ -159,11 +159,33 @@ impl Config {
             self.text.path = Some(data_path(super::MINILM_DIR));
         }
         self.set_image_encoder("efficientnet_lite0")?;
+        // an epoch is a pass over the images (one of their up to 5 captions
+        // each): the trajectory records the experts 5x as often, and stage 2
+        // matches stretches of 26 expert steps instead of 128, short enough
+        // to be nearly straight (README "The emoji benchmark")
+        self.experts.captions_per_image = Some(1);
+        // the text tower projects MiniLM embeddings from a random start: a
+        // higher rate than the image tower's fine-tuning rate
+        self.experts.lr_text = 0.3;
+        // stage 2: the matching loss's gradients are ~100x the scenes' here
+        // (the image tower moves little per stretch, and the loss divides
+        // by that distance), so the rates are ~100x smaller, and pixels stay
+        // in the real range (white backgrounds); sweeps in the README
+        let d = &mut self.distill;
+        d.lr_images = 10.0;
+        d.lr_texts = 0.01;
+        d.lr_lr = 0.01;
+        d.clamp_pixels = true;
+        if self.profile == "smoke" {
+            // the small set's epoch is 2 batches of its 125 images
+            self.experts.epochs = 10;
+            self.eval.full_epochs = 10;
+        }
         if self.profile == "default" {
             let e = &mut self.experts;
             e.num_experts = 3;
-            e.epochs = 3;
-            self.eval.full_epochs = 3;
+            e.epochs = 10;
+            self.eval.full_epochs = 10;
             let d = &mut self.distill;
             d.iterations = 150;
             d.log_every = 10;
