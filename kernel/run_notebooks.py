@@ -14,6 +14,13 @@ the cell. That includes output on stderr: evcxr reports an error returned by
 and the kernel sends vl-distill's progress lines to stdout, so in these
 notebooks stderr carries errors only. Each notebook's wall time is printed and written to
 `<output folder>/timings.json`.
+
+The kernels it starts share one build folder, `.kernel-env/evcxr-build`
+(evcxr's `EVCXR_TMPDIR`; an `EVCXR_TMPDIR` already set wins), so a kernel
+start after the first finds cargo's artifacts where the last one left them:
+31 s instead of 66 s on 2 cores, about 7 minutes over the thirteen
+notebooks. Only this runner does that: kernels started from Jupyter keep a
+folder of their own, as two of them may run at once.
 """
 
 import argparse
@@ -84,6 +91,9 @@ def main() -> int:
             shutil.rmtree(work)
     # The kernel inherits this process's environment.
     os.environ["VL_DISTILL_PROFILE"] = args.profile
+    # one kernel at a time here, so they can share evcxr's build folder
+    build = Path(os.environ.setdefault("EVCXR_TMPDIR", str(ROOT / ".kernel-env" / "evcxr-build")))
+    build.mkdir(parents=True, exist_ok=True)
     timings = {}
     total = time.monotonic()
     for book in books:
