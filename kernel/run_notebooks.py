@@ -20,8 +20,9 @@ The kernels it starts share one build folder, `.kernel-env/evcxr-build`
 start after the first finds cargo's artifacts where the last one left them
 (a kernel start 31 s instead of 66 s on 2 cores; cells compile faster too:
 in a fresh-clone CI run the notebooks after the first took 26-111 s each
-instead of 79-176 s, all thirteen at smoke 16.7 min instead of about 30). Only this runner does that: kernels started from Jupyter keep a
-folder of their own, as two of them may run at once.
+instead of 79-176 s, all thirteen at smoke 16.7 min instead of about 30).
+Only this runner does that: kernels started from Jupyter keep a folder of
+their own, as two of them may run at once.
 """
 
 import argparse
