@@ -393,18 +393,6 @@ struct CheckpointMeta {
     history: Vec<DistillReport>,
 }
 
-/// The normalised values of pixel 0 and pixel 255 per channel, `[1, 3, 1, 1]`.
-fn pixel_range(
-    norm: &crate::data::ImageNorm,
-    device: &candle_core::Device,
-) -> Result<(Tensor, Tensor)> {
-    let at = |v: f32| -> Result<Tensor> {
-        let c: Vec<f32> = (0..3).map(|i| (v - norm.mean[i]) / norm.std[i]).collect();
-        Ok(Tensor::from_vec(c, (1, 3, 1, 1), device)?)
-    };
-    Ok((at(0.0)?, at(1.0)?))
-}
-
 impl Distiller {
     /// A distiller for the experiment's config, starting from a set
     /// initialised as `exp.config.distill` says, with the experts' learning
@@ -499,7 +487,7 @@ impl Distiller {
         })
         .to_string();
         let pixel_range = match cfg.clamp_pixels {
-            true => Some(pixel_range(&exp.config.data.norm, set.images.device())?),
+            true => Some(exp.config.data.norm.pixel_range(set.images.device())?),
             false => None,
         };
         Ok(Distiller {

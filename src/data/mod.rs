@@ -121,6 +121,22 @@ impl Default for ImageNorm {
 }
 
 impl ImageNorm {
+    /// The normalised value of intensity `v` in channel `c` (0 is black,
+    /// 1 is white).
+    pub fn normalise(&self, c: usize, v: f32) -> f32 {
+        (v - self.mean[c]) / self.std[c]
+    }
+
+    /// The range a real pixel has after normalisation: black and white in
+    /// each channel, as `[1, 3, 1, 1]` tensors that broadcast over a batch.
+    pub fn pixel_range(&self, device: &Device) -> Result<(Tensor, Tensor)> {
+        let at = |v: f32| -> Result<Tensor> {
+            let c: Vec<f32> = (0..3).map(|c| self.normalise(c, v)).collect();
+            Ok(Tensor::from_vec(c, (1, 3, 1, 1), device)?)
+        };
+        Ok((at(0.0)?, at(1.0)?))
+    }
+
     /// Normalise RGB images into an `[N, 3, H, W]` f32 tensor.
     pub fn to_tensor(&self, images: &[&RgbImage], device: &Device) -> Result<Tensor> {
         let Some(first) = images.first() else {
@@ -138,8 +154,10 @@ impl ImageNorm {
                 )));
             }
             for c in 0..3 {
-                let (m, s) = (self.mean[c], self.std[c]);
-                data.extend(img.pixels().map(|p| (p.0[c] as f32 / 255.0 - m) / s));
+                data.extend(
+                    img.pixels()
+                        .map(|p| self.normalise(c, p.0[c] as f32 / 255.0)),
+                );
             }
         }
         Ok(Tensor::from_vec(data, (images.len(), 3, h, w), device)?)
