@@ -16,7 +16,7 @@ const CHILD: &str = "VL_DISTILL_MEMORY_CHILD";
 const SIZES: [usize; 3] = [10, 40, 80];
 
 fn child(profile: &str, steps: usize) -> vl_distill::Result<()> {
-    vl_distill::alloc::tune();
+    vl_distill::device::tune_allocator();
     let cfg = Config::profile(profile)?;
     let s = common::step_inputs(&cfg, steps)?;
     let before = common::peak_rss_mib();

@@ -1,7 +1,7 @@
 //! Criterion benchmark of one outer distillation step at the default
 //! profile: `syn_steps` student SGD steps on the 100 synthetic pairs, the
 //! bi-trajectory matching loss, and its exact gradient by the reverse sweep
-//! (everything [`Distiller::step`](vl_distill::distill::Distiller::step)
+//! (everything [`Distiller::step`](vl_distill::stage2::distiller::Distiller::step)
 //! does but the cheap update of the set).
 //!
 //! `cargo bench --bench distill_step`. Peak memory is measured by
@@ -14,7 +14,7 @@ use vl_distill::config::Config;
 mod common;
 
 fn outer_step(c: &mut Criterion) {
-    vl_distill::alloc::tune();
+    vl_distill::device::tune_allocator();
     let cfg = Config::default_profile();
     let n = cfg.distill.syn_steps;
     let s = common::step_inputs(&cfg, n).expect("inputs");

@@ -53,7 +53,7 @@ fn expert_step(cfg: &Config, side: usize) -> f64 {
 }
 
 fn main() {
-    vl_distill::alloc::tune();
+    vl_distill::device::tune_allocator();
     let mut sides: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -29,7 +29,7 @@ fn measure(kind: &str) -> vl_distill::Result<(f64, f64, f64)> {
 }
 
 fn main() -> vl_distill::Result<()> {
-    vl_distill::alloc::tune();
+    vl_distill::device::tune_allocator();
     let asked: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

@@ -32,10 +32,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use vl_distill::config::{Config, ImageEncoderConfig};
+use vl_distill::data::CaptionedImages;
 use vl_distill::model::{ParamSet, TowerParams, TwoTower};
-use vl_distill::pairs::CaptionedImages;
-use vl_distill::train::{train_epoch, SgdConfig, SgdState};
-use vl_distill::unroll::{StepBatch, TowerLr};
+use vl_distill::stage1::sgd::TowerLr;
+use vl_distill::stage1::sgd::{train_epoch, SgdConfig, SgdState};
+use vl_distill::stage2::unroll::StepBatch;
 
 mod common;
 
@@ -228,7 +229,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Our side of a job, in this (child) process.
 fn run_child(job: &Job) -> BoxResult<()> {
-    vl_distill::alloc::tune();
+    vl_distill::device::tune_allocator();
     let cfg = config(job.width, job.depth)?;
     let map = candle_core::safetensors::load(&job.input, &Device::Cpu)?;
     let lr_v = map["lr"].to_vec1::<f64>()?;

@@ -8,7 +8,7 @@
 //!   gives the exact gradient through the unroll).
 //!
 //! Run with `cargo bench --bench step`. Prints medians of 5 runs after one
-//! warm-up; the allocator tuning (`alloc::tune`) is on, as in every stage.
+//! warm-up; the allocator tuning (`device::tune_allocator`) is on, as in every stage.
 
 mod common;
 
@@ -18,7 +18,7 @@ use vl_distill::config::Config;
 use vl_distill::model::{Mode, TwoTower};
 
 fn main() -> vl_distill::Result<()> {
-    vl_distill::alloc::tune();
+    vl_distill::device::tune_allocator();
     let dev = Device::Cpu;
     let cfg = Config::default_profile();
     let model = TwoTower::new(&cfg.model, 32, cfg.text.dim)?;

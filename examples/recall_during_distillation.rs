@@ -19,11 +19,11 @@ use candle_core::Device;
 use clap::Parser;
 use std::path::PathBuf;
 use vl_distill::config::Config;
-use vl_distill::distill::Distiller;
-use vl_distill::eval::RecallStats;
-use vl_distill::evaluator::Evaluator;
+use vl_distill::evaluate::protocol::Evaluator;
+use vl_distill::evaluate::results::RecallStats;
 use vl_distill::experiment::Experiment;
-use vl_distill::train::TowerLr;
+use vl_distill::stage1::sgd::TowerLr;
+use vl_distill::stage2::distiller::Distiller;
 
 #[derive(Parser)]
 #[command(about = "Distil against stored experts and evaluate along the way")]
@@ -72,7 +72,7 @@ fn main() -> Result<()> {
         device.clone(),
         Some(&args.out.join("cache")),
     )?;
-    let experts: Vec<_> = vl_distill::trajectory::load_all(&args.out, &device)?
+    let experts: Vec<_> = vl_distill::stage1::trajectory::load_all(&args.out, &device)?
         .into_iter()
         .filter(|t| t.meta.fits(&exp))
         .collect();
@@ -85,7 +85,8 @@ fn main() -> Result<()> {
     eprintln!("{} experts", experts.len());
 
     if args.random {
-        let pairs = vl_distill::coreset::random(&exp.train, config.distill.pairs, config.seed)?;
+        let pairs =
+            vl_distill::evaluate::coreset::random(&exp.train, config.distill.pairs, config.seed)?;
         let lr = TowerLr {
             image: config.experts.lr_image,
             text: config.experts.lr_text,

@@ -69,7 +69,8 @@ pub fn tune() {
 
 /// True when the purge delay of mimalloc is off (after [`tune`]), i.e. freed
 /// memory is kept for reuse; false without the `mimalloc` feature.
-pub fn keeps_freed_memory() -> bool {
+#[cfg(test)]
+fn keeps_freed_memory() -> bool {
     #[cfg(feature = "mimalloc")]
     // SAFETY: reads an option of the linked mimalloc.
     unsafe {

@@ -14,6 +14,13 @@ pub fn best() -> Device {
     Device::Cpu
 }
 
+/// Tunes the memory allocator for candle on the CPU (what building an
+/// [`Experiment`](crate::experiment::Experiment) does): for programs that
+/// build models directly, such as the benches.
+pub fn tune_allocator() {
+    crate::alloc::tune();
+}
+
 /// The device named `cpu`, `cuda` (GPU 0; an error when unavailable) or `auto` ([`best`]).
 pub fn by_name(name: &str) -> Result<Device> {
     match name {

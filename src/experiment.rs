@@ -4,10 +4,10 @@
 
 use crate::config::{Config, DataSource};
 use crate::data::karpathy::{self, LoadOptions, LoadReport};
+use crate::data::CaptionedImages;
 use crate::data::{scenes, Dataset, Split};
 use crate::error::Result;
 use crate::model::TwoTower;
-use crate::pairs::CaptionedImages;
 use crate::text::{self, CaptionEmbeddings};
 use candle_core::Device;
 use std::path::Path;
@@ -48,12 +48,12 @@ pub fn load_dataset(config: &Config) -> Result<(Dataset, LoadReport)> {
     };
     match &config.data.source {
         DataSource::Scenes { .. } => {
-            let cfg = config.scenes().expect("scenes source");
+            let cfg = scenes::ScenesConfig::from_config(config).expect("scenes source");
             Ok((scenes::generate(&cfg)?, LoadReport::default()))
         }
         DataSource::Karpathy { json, image_root } => {
             if !json.exists() {
-                if let Some(how) = crate::config::dataset::how_to_make(json) {
+                if let Some(how) = crate::config::how_to_make(json) {
                     return Err(crate::error::Error::Config(format!(
                         "dataset file {} does not exist: {how}",
                         json.display()
@@ -98,7 +98,7 @@ impl Experiment {
                 // a prepared dataset's own cache (`data prepare --text-encoder`)
                 let shared = match &config.data.source {
                     DataSource::Karpathy { json, .. } => {
-                        Some(crate::data::prepare::embedding_cache_dir(json))
+                        Some(crate::text::cache::embedding_cache_dir(json))
                     }
                     _ => None,
                 };
@@ -117,7 +117,13 @@ impl Experiment {
         let (w, _) = dataset.image_size().unwrap_or((config.data.image_size, 0));
         let model = Arc::new(TwoTower::new(&config.model, w as usize, embeddings.dim)?);
         let split = |s: Split| {
-            CaptionedImages::from_split(&dataset, &embeddings, s, &config.data.norm, &device)
+            CaptionedImages::from_split(
+                &dataset,
+                embeddings.split(s),
+                s,
+                &config.data.norm,
+                &device,
+            )
         };
         Ok(Experiment {
             train: split(Split::Train)?,

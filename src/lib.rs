@@ -35,29 +35,37 @@
 
 #![warn(missing_docs)]
 
-pub mod alloc;
-pub mod config;
-pub mod coreset;
-pub mod data;
+// base: errors, files, seeds, devices, terminal output, allocator, autodiff
+pub(crate) mod alloc;
 pub mod device;
-pub mod display;
-pub mod distill;
 pub mod error;
-pub mod eval;
-pub mod evaluator;
-pub mod experiment;
-pub mod expert;
-pub mod io;
-pub mod loss;
-pub mod model;
-pub mod notebook;
-pub mod pairs;
+pub(crate) mod io;
 pub mod progress;
 pub mod second_order;
+pub mod seeds;
+
+// the configuration (imports nothing of ours but `error`)
+pub mod config;
+
+// inputs and the model
+pub mod data;
+pub mod model;
 pub mod text;
-pub mod train;
-pub mod trajectory;
-pub mod unroll;
+
+// everything a stage reads, loaded once
+pub mod experiment;
+
+// the method
+pub mod evaluate;
+pub mod stage1;
+pub mod stage2;
+
+// shared by the command line and notebooks
+pub mod pipeline;
+
+// notebooks and pictures
+pub mod display;
+pub mod notebook;
 
 pub use error::{Error, Result};
 
@@ -71,7 +79,7 @@ pub use polars;
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {
     pub use crate::config::{Config, EncoderSize, ImageEncoderConfig, InitKind};
-    pub use crate::coreset::CoresetMethod;
+    pub use crate::data::CaptionedImages;
     pub use crate::data::{Dataset, Sample, Split};
     pub use crate::device;
     pub use crate::display::comparison::ComparisonTable;
@@ -79,16 +87,16 @@ pub mod prelude {
     pub use crate::display::{
         distilled_grid, export_distilled, nearest_captions, ImageGrid, RecallTable,
     };
-    pub use crate::distill::{DistilledSet, Distiller};
     pub use crate::error::{Error, Result};
-    pub use crate::eval::{evaluate, Recall, RecallStats, ResultRow};
-    pub use crate::evaluator::Evaluator;
+    pub use crate::evaluate::coreset::CoresetMethod;
+    pub use crate::evaluate::protocol::Evaluator;
     pub use crate::experiment::Experiment;
-    pub use crate::expert::ExpertTrainer;
+    pub use crate::model::retrieval::evaluate;
     pub use crate::model::{ImageEncoder, Modality, ParamSet, TowerParams, TwoTower};
     pub use crate::notebook::Workspace;
-    pub use crate::pairs::CaptionedImages;
-    pub use crate::train::TowerLr;
-    pub use crate::trajectory::Trajectory;
+    pub use crate::stage1::expert::ExpertTrainer;
+    pub use crate::stage1::sgd::TowerLr;
+    pub use crate::stage1::trajectory::Trajectory;
+    pub use crate::stage2::distilled_set::DistilledSet;
     pub use candle_core::Tensor;
 }

@@ -1,6 +1,6 @@
 //! What a notebook needs besides the stages themselves: the profile it runs
 //! at and a work folder where the expensive results of one notebook are kept
-//! for the next ([`Workspace`]).
+//! for the next ([`Workspace`]), a cache-aware layer over [`crate::pipeline`].
 //!
 //! Every notebook in `notebooks/` starts with
 //!
@@ -21,18 +21,17 @@
 //! are always run.
 
 use crate::config::Config;
-use crate::coreset::{self, CoresetMethod};
-use crate::distill::{DistilledSet, Distiller};
+use crate::data::CaptionedImages;
 use crate::error::{Error, Result};
-use crate::eval::{RecallStats, ResultRow};
-use crate::evaluator::{evaluate_experts, Evaluator};
+use crate::evaluate::coreset::CoresetMethod;
+use crate::evaluate::results::{RecallStats, ResultRow};
 use crate::experiment::Experiment;
-use crate::expert::ExpertTrainer;
-use crate::pairs::CaptionedImages;
-use crate::train::TowerLr;
-use crate::trajectory::{self, Trajectory};
+use crate::pipeline;
+use crate::stage1::sgd::TowerLr;
+use crate::stage1::trajectory::Trajectory;
+use crate::stage2::distilled_set::DistilledSet;
+use crate::stage2::distiller::Distiller;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The environment variable naming the profile a notebook runs at
 /// (`smoke`, `default` or `paper`; `default` when unset).
@@ -139,26 +138,15 @@ impl Workspace {
     /// interrupted run), with a line per epoch.
     pub fn experts(&self, exp: &Experiment) -> Result<Vec<Trajectory>> {
         let dir = self.experts_dir(exp);
-        let n = exp.config.experts.num_experts;
-        if let Ok(ts) = trajectory::load_all(&dir, &exp.device) {
-            if ts.len() == n && ts.iter().all(|t| t.meta.complete && t.meta.fits(exp)) {
-                println!("{n} trained experts loaded from {}", display_path(&dir));
-                return Ok(ts);
-            }
+        if let Some(ts) = pipeline::finished_experts(exp, &dir) {
+            println!(
+                "{} trained experts loaded from {}",
+                ts.len(),
+                display_path(&dir)
+            );
+            return Ok(ts);
         }
-        let t = Instant::now();
-        println!(
-            "training {n} experts × {} epochs on {} into {}",
-            exp.config.experts.epochs,
-            crate::train::describe_epoch(&exp.train, exp.config.experts.captions_per_image),
-            display_path(&dir)
-        );
-        let mut trainer = ExpertTrainer::new(exp)?
-            .with_output(&dir)
-            .with_progress(true);
-        let ts = trainer.run()?.to_vec();
-        println!("experts trained in {:.1} s", t.elapsed().as_secs_f64());
-        Ok(ts)
+        pipeline::train_experts(exp, &dir, true)
     }
 
     /// The checkpoint file of a distillation by `distiller`'s setup: an
@@ -195,40 +183,11 @@ impl Workspace {
     ) -> Result<Distiller> {
         let d = Distiller::new(exp, experts.to_vec())?;
         let path = self.checkpoint_path(name, &d);
-        let mut d = d.with_checkpoint(&path)?.with_progress(true);
-        let cfg = &exp.config.distill;
-        if d.is_done() {
-            println!(
-                "{name}: finished distillation loaded ({} iterations) from {}",
-                d.iteration,
-                display_path(&path)
-            );
-            return Ok(d);
-        }
-        let t = Instant::now();
-        println!(
-            "{name}: distilling {} pairs, {} iterations × {} student steps{}",
-            cfg.pairs,
-            cfg.iterations,
-            cfg.syn_steps,
-            if d.iteration > 0 {
-                format!(", resuming at iteration {}", d.iteration)
-            } else {
-                String::new()
-            }
-        );
-        d.run()?;
-        println!(
-            "{name}: done in {:.1} s; learned α image {:.4}, text {:.4}",
-            t.elapsed().as_secs_f64(),
-            d.set.lr().image,
-            d.set.lr().text
-        );
-        Ok(d)
+        pipeline::distill(d.with_checkpoint(&path)?, name, true)
     }
 
-    /// Retrieval recall of models trained on `pairs` with learning rates
-    /// `lr`, by the experiment's small-set protocol, with a line per seed.
+    /// Test recall of models trained on `pairs` with learning rates `lr`,
+    /// by the experiment's small-set protocol, with a line per seed.
     pub fn evaluate_pairs(
         &self,
         exp: &Experiment,
@@ -236,23 +195,10 @@ impl Workspace {
         lr: TowerLr,
         label: &str,
     ) -> Result<RecallStats> {
-        let c = &exp.config.eval;
-        println!(
-            "{label}: {} pairs, {} seeds × {} epochs",
-            pairs.num_pairs(),
-            c.num_seeds,
-            c.small_set_epochs
-        );
-        let mut ev = Evaluator::for_small_set(exp, pairs, lr);
-        while let Some(r) = ev.step()? {
-            println!("  seed {}: {} ({:.1} s)", r.seed_index, r.recall, r.seconds);
-        }
-        let stats = ev.stats()?;
-        println!("{label}: {stats}");
-        Ok(stats)
+        pipeline::evaluate_pairs(exp, pairs, lr, label)
     }
 
-    /// Recall of a distilled set (trained with its learned α). With an
+    /// Test recall of a distilled set (trained with its learned α). With an
     /// image encoder other than the one it was distilled with
     /// (cross-architecture), the image tower trains with the experiment's
     /// expert rate instead (see [`DistilledSet::student_lr`]).
@@ -262,21 +208,12 @@ impl Workspace {
         set: &DistilledSet,
         label: &str,
     ) -> Result<RecallStats> {
-        set.check_fits(exp)?;
-        let (lr, source) = set.student_lr(exp);
-        if let Some(theirs) = source {
-            println!(
-                "{label}: distilled with {theirs}, students are {} (image lr {}, learned text lr {:.4})",
-                exp.config.model.image.architecture(),
-                lr.image,
-                lr.text
-            );
-        }
-        self.evaluate_pairs(exp, set.as_pairs()?, lr, label)
+        Ok(pipeline::evaluate_distilled(exp, set, label)?.0)
     }
 
-    /// Recall of a coreset of `m` pairs chosen by `method` (trained with the
-    /// experts' learning rates); herding, k-center and forgetting use `experts`.
+    /// Test recall of a coreset of `m` pairs chosen by `method` (trained with
+    /// the experts' learning rates); herding, k-center and forgetting use
+    /// `experts`.
     pub fn evaluate_coreset(
         &self,
         exp: &Experiment,
@@ -284,20 +221,12 @@ impl Workspace {
         method: CoresetMethod,
         m: usize,
     ) -> Result<RecallStats> {
-        let c = &exp.config;
-        let set = coreset::select(method, &exp.train, &exp.model, experts, m, c.seed)?;
-        self.evaluate_pairs(exp, set, c.experts.lr(), method.name())
+        pipeline::evaluate_coreset(exp, experts, method, m)
     }
 
     /// The full-data upper bound: test recall of the experts' final epochs.
     pub fn evaluate_full(&self, exp: &Experiment, experts: &[Trajectory]) -> Result<RecallStats> {
-        let stats = evaluate_experts(&exp.model, experts, &exp.test)?;
-        println!(
-            "full data ({} pairs, {} experts): {stats}",
-            exp.train.num_pairs(),
-            experts.len()
-        );
-        Ok(stats)
+        pipeline::evaluate_full(exp, Some(experts))
     }
 
     /// A `results.json` row for `stats` with this experiment's labels.
@@ -308,15 +237,7 @@ impl Workspace {
         pairs: Option<usize>,
         stats: &RecallStats,
     ) -> ResultRow {
-        ResultRow::new(
-            method,
-            pairs,
-            stats,
-            &exp.config.profile,
-            &exp.dataset.name,
-            &exp.image_encoder(),
-            &exp.text_encoder,
-        )
+        pipeline::row(exp, method, pairs, stats)
     }
 }
 

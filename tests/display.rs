@@ -5,16 +5,17 @@
 use base64::Engine;
 use candle_core::{Device, Tensor};
 use image::{Rgb, RgbImage};
+use vl_distill::config::ImageNorm;
 use vl_distill::config::{Config, InitKind};
-use vl_distill::data::{ImageNorm, Split};
+use vl_distill::data::Split;
 use vl_distill::display::grid::{CAPTION_GAP, LINE, PAD};
 use vl_distill::display::text::CELL;
 use vl_distill::display::{
     distilled_grid, export_distilled, nearest_captions, upscale, ExportIndex, ImageGrid,
 };
-use vl_distill::distill::DistilledSet;
 use vl_distill::experiment::Experiment;
-use vl_distill::train::TowerLr;
+use vl_distill::stage1::sgd::TowerLr;
+use vl_distill::stage2::distilled_set::DistilledSet;
 
 /// A picture whose every pixel differs from its neighbours (so a misplaced
 /// or misscaled tile shows), with all channels ≥ 128 (so no pixel of it is dark).
@@ -344,7 +345,7 @@ fn export_writes_a_png_per_pair_and_the_pairs_own_captions() {
     let m = 8;
     let set = real_set(&exp, m);
     // the pairs DistilledSet::init drew: caption indices into the train split
-    let picked = vl_distill::coreset::random_pairs(&exp.train, m, exp.config.seed).unwrap();
+    let picked = exp.train.random_pairs(m, exp.config.seed).unwrap();
     let (captions, owner) = exp.dataset.captions(Split::Train);
 
     let dir = tempfile::tempdir().unwrap();
@@ -402,7 +403,7 @@ fn export_writes_a_png_per_pair_and_the_pairs_own_captions() {
 fn distilled_grid_captions_each_pair_with_its_nearest_real_caption() {
     let exp = tiny_experiment();
     let set = real_set(&exp, 6);
-    let picked = vl_distill::coreset::random_pairs(&exp.train, 6, exp.config.seed).unwrap();
+    let picked = exp.train.random_pairs(6, exp.config.seed).unwrap();
     let (captions, owner) = exp.dataset.captions(Split::Train);
     let grid = distilled_grid(&set, &exp, "initial set").unwrap();
     assert_eq!(grid.len(), 6);

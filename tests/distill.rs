@@ -2,11 +2,12 @@
 //! modality, and bad settings give clear errors.
 
 use vl_distill::config::{Config, InitKind};
-use vl_distill::distill::{DistilledSet, Distiller};
 use vl_distill::experiment::Experiment;
-use vl_distill::expert::ExpertTrainer;
-use vl_distill::train::TowerLr;
-use vl_distill::trajectory::Trajectory;
+use vl_distill::stage1::expert::ExpertTrainer;
+use vl_distill::stage1::sgd::TowerLr;
+use vl_distill::stage1::trajectory::Trajectory;
+use vl_distill::stage2::distilled_set::DistilledSet;
+use vl_distill::stage2::distiller::Distiller;
 
 fn setup(overrides: &[&str]) -> (Experiment, Vec<Trajectory>) {
     let mut c = Config::smoke();

@@ -11,11 +11,11 @@
 
 use std::collections::HashSet;
 use std::process::Command;
-use vl_distill::config::dataset::{emoji_fetch_command, emoji_json};
+use vl_distill::config::{emoji_fetch_command, emoji_json};
 use vl_distill::config::{Config, DataSource, MINILM_DIR};
 use vl_distill::data::Split;
-use vl_distill::eval::Recall;
 use vl_distill::experiment::load_dataset;
+use vl_distill::model::retrieval::Recall;
 
 mod common;
 use common::{data, root};
@@ -123,7 +123,7 @@ fn run_dataset_emoji_trains_distils_and_evaluates_on_the_real_encoders() {
     let rows = rows.as_array().unwrap();
     let methods: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
     // run's order: the distilled set, the four coresets, the full data
-    let coresets = vl_distill::coreset::CoresetMethod::ALL.map(|m| m.name());
+    let coresets = vl_distill::evaluate::coreset::CoresetMethod::ALL.map(|m| m.name());
     assert_eq!(methods[0], "distilled");
     assert_eq!(methods[1..5], coresets);
     assert_eq!(methods[5..], ["full"]);

@@ -4,11 +4,11 @@
 //! trained on the distilled set evaluate to finite recall.
 
 use vl_distill::config::{Config, ImageEncoderConfig};
-use vl_distill::distill::Distiller;
-use vl_distill::eval::Recall;
-use vl_distill::evaluator::Evaluator;
+use vl_distill::evaluate::protocol::Evaluator;
 use vl_distill::experiment::Experiment;
-use vl_distill::expert::ExpertTrainer;
+use vl_distill::model::retrieval::Recall;
+use vl_distill::stage1::expert::ExpertTrainer;
+use vl_distill::stage2::distiller::Distiller;
 
 fn pipeline(kind: &str) {
     let mut c = Config::smoke();

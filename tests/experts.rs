@@ -4,11 +4,12 @@
 
 use candle_core::Device;
 use vl_distill::config::Config;
-use vl_distill::coreset::{self, CoresetMethod};
-use vl_distill::eval::{evaluate, Recall};
+use vl_distill::evaluate::coreset::{self, CoresetMethod};
 use vl_distill::experiment::Experiment;
-use vl_distill::expert::ExpertTrainer;
-use vl_distill::trajectory::{load_all, Trajectory};
+use vl_distill::model::retrieval::evaluate;
+use vl_distill::model::retrieval::Recall;
+use vl_distill::stage1::expert::ExpertTrainer;
+use vl_distill::stage1::trajectory::{load_all, Trajectory};
 
 fn smoke(overrides: &[&str]) -> Experiment {
     let mut c = Config::smoke();

@@ -6,14 +6,17 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
-use vl_distill::distill::{matching_gradient, matching_loss};
+use vl_distill::config::{
+    ImageEncoderConfig, LoraConfig, LoraTarget, ModelConfig, TextTowerConfig,
+};
 use vl_distill::model::{
-    EfficientNetLite0, ImageEncoder, LoraConfig, LoraTarget, NfCfg, NfNet, ParamSet, TwoTower, Vit,
-    VitCfg,
+    EfficientNetLite0, ImageEncoder, NfCfg, NfNet, ParamSet, TwoTower, Vit, VitCfg,
 };
 use vl_distill::second_order::with_graph_gradients;
-use vl_distill::unroll::{unroll_forward, StepBatch, TowerLr};
+use vl_distill::stage1::sgd::TowerLr;
+use vl_distill::stage2::matching::matching_gradient;
+use vl_distill::stage2::matching::matching_loss;
+use vl_distill::stage2::unroll::{unroll_forward, StepBatch};
 
 /// CPU, or the GPU under `--features cuda` (see `device::for_tests`).
 fn dev() -> Device {
@@ -72,14 +75,14 @@ fn info_nce_gradient_matches_finite_differences() {
     let ft = randn(&mut rng, &[5, 7], 1.0);
     let scale = Tensor::new(3.0f64, &dev()).unwrap();
     let loss = |a: &Tensor, b: &Tensor| -> f64 {
-        vl_distill::loss::info_nce(a, b, &scale)
+        vl_distill::model::loss::info_nce(a, b, &scale)
             .unwrap()
             .to_scalar::<f64>()
             .unwrap()
     };
     let vi = Var::from_tensor(&fi).unwrap();
     let vt = Var::from_tensor(&ft).unwrap();
-    let l = vl_distill::loss::info_nce(vi.as_tensor(), vt.as_tensor(), &scale).unwrap();
+    let l = vl_distill::model::loss::info_nce(vi.as_tensor(), vt.as_tensor(), &scale).unwrap();
     assert!(l.to_scalar::<f64>().unwrap() > 0.0);
     let g = l.backward().unwrap();
     let h = 1e-6;
@@ -113,13 +116,13 @@ fn info_nce_prefers_matched_pairs() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let f = randn(&mut rng, &[8, 16], 1.0);
     let scale = Tensor::new(10.0f64, &dev()).unwrap();
-    let matched = vl_distill::loss::info_nce(&f, &f, &scale).unwrap();
+    let matched = vl_distill::model::loss::info_nce(&f, &f, &scale).unwrap();
     let shuffled = f.roll(1, 0).unwrap();
-    let wrong = vl_distill::loss::info_nce(&f, &shuffled, &scale).unwrap();
+    let wrong = vl_distill::model::loss::info_nce(&f, &shuffled, &scale).unwrap();
     assert!(matched.to_scalar::<f64>().unwrap() < 0.1);
     assert!(wrong.to_scalar::<f64>().unwrap() > 1.0);
     // shape mismatch is an error, not a panic
-    assert!(vl_distill::loss::info_nce(&f, &f.narrow(1, 0, 4).unwrap(), &scale).is_err());
+    assert!(vl_distill::model::loss::info_nce(&f, &f.narrow(1, 0, 4).unwrap(), &scale).is_err());
 }
 
 #[test]

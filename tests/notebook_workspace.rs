@@ -60,8 +60,8 @@ fn experts_and_distillations_are_cached_by_setup() {
     other_lr.config.experts.lr_image *= 2.0;
     let other_experts = ws.experts(&other_lr).unwrap();
     let digest = |e: &vl_distill::experiment::Experiment,
-                  t: &[vl_distill::trajectory::Trajectory]| {
-        vl_distill::distill::Distiller::new(e, t.to_vec())
+                  t: &[vl_distill::stage1::trajectory::Trajectory]| {
+        vl_distill::stage2::distiller::Distiller::new(e, t.to_vec())
             .unwrap()
             .fingerprint_digest()
     };
@@ -98,8 +98,9 @@ fn experts_and_distillations_are_cached_by_setup() {
     longer.config.distill.iterations = 5;
     let continued = ws.distill(&longer, &experts, "first").unwrap();
     assert_eq!(continued.history.len(), 5);
-    let losses =
-        |h: &[vl_distill::distill::DistillReport]| h.iter().map(|r| r.loss).collect::<Vec<_>>();
+    let losses = |h: &[vl_distill::stage2::distiller::DistillReport]| {
+        h.iter().map(|r| r.loss).collect::<Vec<_>>()
+    };
     assert_eq!(losses(&continued.history[..3]), losses(&first.history));
 }
 
@@ -109,9 +110,15 @@ fn evaluation_of_a_coreset_beats_chance_at_the_smoke_profile() {
     let ws = Workspace::new("smoke", tmp.path()).unwrap();
     let exp = ws.experiment(ws.config().unwrap()).unwrap();
     let stats = ws
-        .evaluate_coreset(&exp, &[], vl_distill::coreset::CoresetMethod::Random, 100)
+        .evaluate_coreset(
+            &exp,
+            &[],
+            vl_distill::evaluate::coreset::CoresetMethod::Random,
+            100,
+        )
         .unwrap();
-    let chance = vl_distill::eval::Recall::chance(exp.test.num_images(), exp.test.num_pairs());
+    let chance =
+        vl_distill::model::retrieval::Recall::chance(exp.test.num_images(), exp.test.num_pairs());
     assert!(
         stats.mean.tr_r10 > chance.tr_r10,
         "{stats} vs chance {chance}"

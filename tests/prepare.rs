@@ -521,15 +521,15 @@ fn precomputed_caption_embeddings_are_found_by_runs() {
     };
     cfg.data.image_size = 24;
     let encoder = vl_distill::text::from_config(&cfg.text).unwrap();
-    let (file, hit) = prepare::cache_embeddings(&r.json, encoder.as_ref()).unwrap();
+    let (file, hit) = vl_distill::text::cache::cache_embeddings(&r.json, encoder.as_ref()).unwrap();
     assert!(!hit);
     assert!(
-        file.starts_with(dest.join(prepare::CACHE_DIR)),
+        file.starts_with(dest.join(vl_distill::text::cache::CACHE_DIR)),
         "{}",
         file.display()
     );
     assert!(file.is_file());
-    let (_, hit) = prepare::cache_embeddings(&r.json, encoder.as_ref()).unwrap();
+    let (_, hit) = vl_distill::text::cache::cache_embeddings(&r.json, encoder.as_ref()).unwrap();
     assert!(hit);
 
     let out = tmp.path().join("run/cache");

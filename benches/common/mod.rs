@@ -9,12 +9,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vl_distill::config::Config;
-use vl_distill::distill::{matching_gradient, MatchGradient};
 use vl_distill::model::{TowerParams, TwoTower};
 use vl_distill::second_order::with_graph_gradients;
-use vl_distill::unroll::{StepBatch, TowerLr};
+use vl_distill::stage1::sgd::TowerLr;
+use vl_distill::stage2::matching::matching_gradient;
+use vl_distill::stage2::matching::MatchGradient;
+use vl_distill::stage2::unroll::StepBatch;
 
-/// Everything [`vl_distill::distill::matching_gradient`] takes.
+/// Everything [`vl_distill::stage2::matching::matching_gradient`] takes.
 pub struct StepInputs {
     pub model: TwoTower,
     pub theta0: TowerParams,
@@ -148,7 +150,7 @@ pub fn student_step_seconds(
     dim: usize,
     runs: usize,
 ) -> vl_distill::Result<(f64, f64)> {
-    use vl_distill::unroll::{reverse_sweep, unroll_forward};
+    use vl_distill::stage2::unroll::{reverse_sweep, unroll_forward};
     let dev = theta.image.tensors()[0].device().clone();
     let images = Tensor::randn(0f32, 1.0, (m, 3, px, px), &dev)?;
     let texts = Tensor::randn(0f32, 1.0, (m, dim), &dev)?;

@@ -725,10 +725,7 @@ mod tests {
                 assert_eq!(x.image.dimensions(), (0, 0));
             }
         }
-        assert_eq!(
-            crate::text::cache::captions_digest(&caps),
-            crate::text::cache::captions_digest(&full)
-        );
+        assert_eq!(caps.captions_digest(), full.captions_digest());
     }
 
     #[test]

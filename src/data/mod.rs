@@ -6,10 +6,14 @@
 //! Images are kept as 8-bit RGB of one common size; [`Dataset::images_tensor`]
 //! turns a split into the normalised `[N, 3, H, W]` tensor the models eat.
 
+pub mod captioned_images;
 pub mod karpathy;
 pub mod prepare;
 pub mod scenes;
 
+pub use captioned_images::CaptionedImages;
+
+use crate::config::ImageNorm;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -100,33 +104,7 @@ pub struct Dataset {
     pub test: Vec<Sample>,
 }
 
-/// Per-channel normalisation applied when pixels become tensors:
-/// `x = (pixel / 255 - mean) / std`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ImageNorm {
-    /// Channel means (RGB), in [0, 1] units.
-    pub mean: [f32; 3],
-    /// Channel standard deviations (RGB), in [0, 1] units.
-    pub std: [f32; 3],
-}
-
-impl Default for ImageNorm {
-    /// ImageNet statistics, as timm and the paper's code use.
-    fn default() -> Self {
-        ImageNorm {
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        }
-    }
-}
-
 impl ImageNorm {
-    /// The normalised value of intensity `v` in channel `c` (0 is black,
-    /// 1 is white).
-    pub fn normalise(&self, c: usize, v: f32) -> f32 {
-        (v - self.mean[c]) / self.std[c]
-    }
-
     /// The range a real pixel has after normalisation: black and white in
     /// each channel, as `[1, 3, 1, 1]` tensors that broadcast over a batch.
     pub fn pixel_range(&self, device: &Device) -> Result<(Tensor, Tensor)> {
@@ -267,6 +245,27 @@ impl Dataset {
     /// Number of captions in a split.
     pub fn num_captions(&self, split: Split) -> usize {
         self.split(split).iter().map(|s| s.captions.len()).sum()
+    }
+
+    /// A digest of the dataset's name and captions (what embeddings depend on).
+    pub fn captions_digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.name.as_bytes());
+        for s in Split::ALL {
+            h.update(s.name().as_bytes());
+            for sample in self.split(s) {
+                h.update([1u8]);
+                for c in &sample.captions {
+                    h.update(c.as_bytes());
+                    h.update([0u8]);
+                }
+            }
+        }
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// A hex digest of the whole content (name, file names, captions, pixels):

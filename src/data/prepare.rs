@@ -45,15 +45,14 @@
 //! whose manifest says it finished is left alone. A non-empty DEST that holds
 //! no manifest is refused (it may be the user's own copy).
 //!
-//! [`cache_embeddings`] encodes every caption of a prepared set with a text
+//! [`cache_embeddings`](crate::text::cache::cache_embeddings) encodes every caption of a prepared set with a text
 //! encoder into `DEST/cache/`, where every run on that split file finds them
 //! (see [`CaptionEmbeddings::load_or_compute_shared`]).
 
-use super::karpathy::{load_karpathy_captions, square_rgb};
+use super::karpathy::square_rgb;
 use super::Split;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::text::{CaptionEmbeddings, TextEncoder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -70,9 +69,6 @@ pub const DEFAULT_IMAGE_SIZE: u32 = 224;
 
 /// The manifest file in DEST.
 pub const MANIFEST: &str = "prepare.json";
-
-/// The folder of DEST that holds precomputed caption embeddings.
-pub const CACHE_DIR: &str = "cache";
 
 /// How many missing image names an error or a report lists.
 const SHOW_MISSING: usize = 10;
@@ -530,26 +526,6 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
         already_done: false,
         seconds: t0.elapsed().as_secs_f64(),
     })
-}
-
-/// Encodes every caption of the prepared split file `json` with `encoder`
-/// into `json`'s folder's `cache/` (the layout of [`CaptionEmbeddings`]'s
-/// cache: one file per dataset name, captions digest and encoder identity).
-/// Runs whose `data.source` is this split file read them from there
-/// ([`CaptionEmbeddings::load_or_compute_shared`]) instead of encoding the
-/// captions into their own `OUT/cache/`. Returns the cache file and whether
-/// it was already there. No image is opened.
-pub fn cache_embeddings(json: &Path, encoder: &dyn TextEncoder) -> Result<(PathBuf, bool)> {
-    let ds = load_karpathy_captions(json)?;
-    let dir = embedding_cache_dir(json);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let (_, hit) = CaptionEmbeddings::load_or_compute(&dir, encoder, &ds)?;
-    Ok((CaptionEmbeddings::cache_path(&dir, encoder, &ds), hit))
-}
-
-/// The shared embedding cache of a Karpathy split file: `cache/` beside it.
-pub fn embedding_cache_dir(json: &Path) -> PathBuf {
-    json.parent().unwrap_or(Path::new("")).join(CACHE_DIR)
 }
 
 // --- The split file ------------------------------------------------------------

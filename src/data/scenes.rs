@@ -45,6 +45,7 @@
 //! cores; 2 750 images of 32 px take a few tens of milliseconds in release.
 
 use super::{par_map, Dataset, Sample, Split};
+use crate::config::{Config, DataSource};
 use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -65,6 +66,22 @@ pub struct ScenesConfig {
     pub val: usize,
     /// Number of test images.
     pub test: usize,
+}
+
+impl ScenesConfig {
+    /// The generator settings `config` implies, when its source is the scenes.
+    pub fn from_config(config: &Config) -> Option<ScenesConfig> {
+        match &config.data.source {
+            DataSource::Scenes { train, val, test } => Some(ScenesConfig {
+                seed: config.seed,
+                image_size: config.data.image_size,
+                train: *train,
+                val: *val,
+                test: *test,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Default for ScenesConfig {

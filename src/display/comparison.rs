@@ -3,7 +3,7 @@
 //! `results.json`.
 
 use crate::error::{Error, Result};
-use crate::eval::ResultRow;
+use crate::evaluate::results::ResultRow;
 use std::path::Path;
 
 /// The columns of the table, in the poster's order.
@@ -107,7 +107,7 @@ impl ComparisonTable {
 
     /// The table from `dir/results.json`.
     pub fn from_results(dir: &Path, k: usize) -> Result<Self> {
-        Self::from_rows(&crate::eval::read_results(dir)?, k)
+        Self::from_rows(&crate::evaluate::results::read_results(dir)?, k)
     }
 
     fn cells(&self, cells: &[Option<Cell>; 5], bold: (&str, &str)) -> Vec<String> {
@@ -251,7 +251,8 @@ impl std::fmt::Display for ComparisonTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::{Recall, RecallStats};
+    use crate::evaluate::results::RecallStats;
+    use crate::model::retrieval::Recall;
 
     fn row(method: &str, pairs: Option<usize>, tr1: f64, ir1: f64) -> ResultRow {
         let mean = Recall::from_values([tr1, tr1 + 1.0, tr1 + 2.0, ir1, ir1 + 1.0, ir1 + 2.0]);

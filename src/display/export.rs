@@ -17,9 +17,9 @@
 
 use super::{auto_scale, save_png_file, upscale, ImageGrid, MIN_TILE};
 use crate::data::Split;
-use crate::distill::DistilledSet;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
+use crate::stage2::distilled_set::DistilledSet;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

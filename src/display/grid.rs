@@ -4,7 +4,7 @@
 
 use super::text::{draw_text, wrap, CELL};
 use super::{auto_scale, png_bytes, save_png_file, upscale, MIN_TILE};
-use crate::data::ImageNorm;
+use crate::config::ImageNorm;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use image::{Rgb, RgbImage};

@@ -1,6 +1,6 @@
 //! Pictures of data and distilled sets, for people: [`ImageGrid`] (tiles
 //! with captions, shown inline in an evcxr notebook or saved as PNG) and the
-//! export of a [`DistilledSet`](crate::distill::DistilledSet) as one PNG per
+//! export of a [`DistilledSet`](crate::stage2::distilled_set::DistilledSet) as one PNG per
 //! pair with the nearest real captions of its text embedding
 //! ([`export_distilled`], [`nearest_captions`], [`distilled_grid`]).
 //!

@@ -2,10 +2,10 @@
 //! learning rates, expert training loss, recall against pairs), drawn with
 //! plotters as SVG, shown inline in an evcxr notebook or saved to a file.
 
-use crate::distill::DistillReport;
 use crate::error::{Error, Result};
-use crate::eval::ResultRow;
-use crate::trajectory::Trajectory;
+use crate::evaluate::results::ResultRow;
+use crate::stage1::trajectory::Trajectory;
+use crate::stage2::distiller::DistillReport;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn recall_against_pairs_has_a_sorted_curve_per_method() {
-        use crate::eval::{Recall, RecallStats};
+        use crate::evaluate::results::RecallStats;
+        use crate::model::retrieval::Recall;
         let row = |method: &str, pairs: Option<usize>, tr1: f64| {
             let s = RecallStats::from_runs(&[Recall::from_values([
                 tr1,

@@ -3,10 +3,10 @@
 //! in bold. Renders as Markdown, HTML (inline in evcxr) or a polars DataFrame.
 
 use crate::error::{Error, Result};
-use crate::eval::RecallStats;
+use crate::evaluate::results::RecallStats;
 use std::path::Path;
 
-/// Column names, in the order of [`crate::eval::Recall::values`].
+/// Column names, in the order of [`crate::model::retrieval::Recall::values`].
 pub const COLUMNS: [&str; 6] = ["TR R@1", "TR R@5", "TR R@10", "IR R@1", "IR R@5", "IR R@10"];
 
 /// Rows of (label, recall statistics), shown with the best mean of each
@@ -14,7 +14,8 @@ pub const COLUMNS: [&str; 6] = ["TR R@1", "TR R@5", "TR R@10", "IR R@1", "IR R@5
 ///
 /// ```
 /// use vl_distill::display::recall_table::RecallTable;
-/// use vl_distill::eval::{Recall, RecallStats};
+/// use vl_distill::model::retrieval::Recall;
+/// use vl_distill::evaluate::results::RecallStats;
 /// let r = |v| RecallStats::from_runs(&[Recall::from_values([v; 6])]).unwrap();
 /// let table = RecallTable::new("single modality")
 ///     .with_row("text only", r(2.0))
@@ -189,7 +190,7 @@ impl std::fmt::Display for RecallTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::Recall;
+    use crate::model::retrieval::Recall;
 
     fn stats(tr1: f64, ir1: f64) -> RecallStats {
         RecallStats::from_runs(&[

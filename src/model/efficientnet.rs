@@ -62,7 +62,7 @@ use super::channel::{add_bias, relu6};
 use super::checkpoint;
 use super::layers;
 use super::{ImageEncoder, ParamSet};
-use crate::data::ImageNorm;
+use crate::config::ImageNorm;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 use rand_chacha::ChaCha8Rng;

@@ -13,10 +13,12 @@ mod depthwise;
 pub mod efficientnet;
 mod kernel;
 pub mod layers;
+pub mod loss;
 pub mod nfnet;
 mod norm_block;
 pub mod ops;
 pub mod params;
+pub mod retrieval;
 pub mod text_tower;
 pub mod vit;
 
@@ -25,7 +27,7 @@ pub use efficientnet::EfficientNetLite0;
 pub use nfnet::{NfCfg, NfNet};
 pub use params::ParamSet;
 pub use text_tower::TextTower;
-pub use vit::{LoraConfig, LoraTarget, Vit, VitCfg};
+pub use vit::{Vit, VitCfg};
 
 use crate::config::{EncoderSize, ImageEncoderConfig, ModelConfig};
 use crate::error::{Error, Result};
@@ -319,6 +321,6 @@ impl TwoTower {
         let fi = self.encode_images(&p.image, x)?;
         let ft = self.encode_texts(&p.text, e, mode)?;
         let scale = self.logit_scale(&p.text, &fi)?;
-        crate::loss::info_nce_with_logits(&fi, &ft, &scale)
+        crate::model::loss::info_nce_with_logits(&fi, &ft, &scale)
     }
 }

@@ -20,6 +20,7 @@
 use super::layers::{self, Activation};
 use super::ops;
 use super::{ImageEncoder, ParamSet};
+use crate::config::{LoraConfig, LoraTarget};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 use rand::SeedableRng;
@@ -104,20 +105,6 @@ impl VitCfg {
     }
 }
 
-/// Which linear layers of each block get adapters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoraTarget {
-    /// The attention's joint query/key/value projection.
-    Qkv,
-    /// The attention's output projection.
-    Proj,
-    /// The MLP's first layer.
-    Fc1,
-    /// The MLP's second layer.
-    Fc2,
-}
-
 impl LoraTarget {
     fn module(self) -> &'static str {
         match self {
@@ -125,39 +112,6 @@ impl LoraTarget {
             LoraTarget::Proj => "attn.proj",
             LoraTarget::Fc1 => "mlp.fc1",
             LoraTarget::Fc2 => "mlp.fc2",
-        }
-    }
-}
-
-/// LoRA settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoraConfig {
-    /// Rank r of each adapter.
-    pub rank: usize,
-    /// Scale numerator: the update is `(alpha / rank)·B A`.
-    pub alpha: f64,
-    /// The adapted linears of every block.
-    pub targets: Vec<LoraTarget>,
-    /// Seed of the frozen base weights when no checkpoint is given (every
-    /// expert and student shares them).
-    pub base_seed: u64,
-}
-
-impl Default for LoraConfig {
-    /// Rank 8, α 16, every linear of each block (attention qkv and output
-    /// projection, both MLP layers).
-    fn default() -> Self {
-        LoraConfig {
-            rank: 8,
-            alpha: 16.0,
-            targets: vec![
-                LoraTarget::Qkv,
-                LoraTarget::Proj,
-                LoraTarget::Fc1,
-                LoraTarget::Fc2,
-            ],
-            base_seed: 0,
         }
     }
 }

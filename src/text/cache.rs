@@ -6,7 +6,6 @@ use super::TextEncoder;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -76,7 +75,7 @@ impl CaptionEmbeddings {
         dir.join(format!(
             "emb-{}-{}-{safe}.safetensors",
             ds.name,
-            captions_digest(ds)
+            ds.captions_digest()
         ))
     }
 
@@ -160,23 +159,26 @@ impl CaptionEmbeddings {
     }
 }
 
-/// A digest of the dataset's name and captions (what embeddings depend on).
-pub fn captions_digest(ds: &Dataset) -> String {
-    let mut h = Sha256::new();
-    h.update(ds.name.as_bytes());
-    for s in Split::ALL {
-        h.update(s.name().as_bytes());
-        for sample in ds.split(s) {
-            h.update([1u8]);
-            for c in &sample.captions {
-                h.update(c.as_bytes());
-                h.update([0u8]);
-            }
-        }
-    }
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The folder of a prepared dataset (`vl-distill data prepare`) that holds
+/// its precomputed caption embeddings, beside its split file.
+pub const CACHE_DIR: &str = "cache";
+
+/// Encodes every caption of the prepared split file `json` with `encoder`
+/// into `json`'s folder's `cache/` (the layout of [`CaptionEmbeddings`]'s
+/// cache: one file per dataset name, captions digest and encoder identity).
+/// Runs whose `data.source` is this split file read them from there
+/// ([`CaptionEmbeddings::load_or_compute_shared`]) instead of encoding the
+/// captions into their own `OUT/cache/`. Returns the cache file and whether
+/// it was already there. No image is opened.
+pub fn cache_embeddings(json: &Path, encoder: &dyn TextEncoder) -> Result<(PathBuf, bool)> {
+    let ds = crate::data::karpathy::load_karpathy_captions(json)?;
+    let dir = embedding_cache_dir(json);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let (_, hit) = CaptionEmbeddings::load_or_compute(&dir, encoder, &ds)?;
+    Ok((CaptionEmbeddings::cache_path(&dir, encoder, &ds), hit))
+}
+
+/// The shared embedding cache of a Karpathy split file: `cache/` beside it.
+pub fn embedding_cache_dir(json: &Path) -> PathBuf {
+    json.parent().unwrap_or(Path::new("")).join(CACHE_DIR)
 }

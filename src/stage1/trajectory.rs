@@ -9,10 +9,10 @@
 //! an interrupted run resumes from the last finished epoch.
 
 use crate::config::{ExpertConfig, ModelConfig};
-use crate::coreset::ForgettingCounts;
 use crate::error::{Error, Result};
-use crate::eval::Recall;
+use crate::model::retrieval::Recall;
 use crate::model::{ParamSet, TowerParams};
+use crate::stage1::forgetting::ForgettingCounts;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

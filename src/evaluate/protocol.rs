@@ -3,11 +3,14 @@
 //! distilled set — with given per-tower learning rates, then report test
 //! retrieval as mean ± std over the seeds.
 
+use crate::data::CaptionedImages;
 use crate::error::Result;
-use crate::eval::{self, Recall, RecallStats};
+use crate::evaluate::results::RecallStats;
+use crate::model::retrieval;
+use crate::model::retrieval::Recall;
 use crate::model::TwoTower;
-use crate::pairs::CaptionedImages;
-use crate::train::{derive_seed, train_epoch, SgdConfig, SgdState};
+use crate::seeds::derive_seed;
+use crate::stage1::sgd::{train_epoch, SgdConfig, SgdState};
 use candle_core::DType;
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,7 +74,7 @@ impl Evaluator {
     pub fn for_small_set(
         exp: &crate::experiment::Experiment,
         pairs: CaptionedImages,
-        lr: crate::train::TowerLr,
+        lr: crate::stage1::sgd::TowerLr,
     ) -> Self {
         let c = &exp.config.eval;
         let batch = c.batch_size.min(pairs.num_pairs()).max(2);
@@ -131,7 +134,7 @@ impl Evaluator {
             )?;
             on_epoch(epoch + 1, loss);
         }
-        let recall = eval::evaluate(&self.model, &params, &self.test, self.eval_batch)?;
+        let recall = retrieval::evaluate(&self.model, &params, &self.test, self.eval_batch)?;
         let report = SeedReport {
             seed_index: i,
             recall,
@@ -161,7 +164,7 @@ impl Evaluator {
 /// seed, so this is the full-data upper bound without training again.
 pub fn evaluate_experts(
     model: &TwoTower,
-    trajectories: &[crate::trajectory::Trajectory],
+    trajectories: &[crate::stage1::trajectory::Trajectory],
     test: &CaptionedImages,
 ) -> Result<RecallStats> {
     let runs = trajectories
@@ -170,7 +173,7 @@ pub fn evaluate_experts(
             let last = t.epochs.last().ok_or_else(|| {
                 crate::Error::Config(format!("expert {} has no snapshots", t.meta.expert))
             })?;
-            eval::evaluate(model, last, test, 256)
+            retrieval::evaluate(model, last, test, 256)
         })
         .collect::<Result<Vec<_>>>()?;
     RecallStats::from_runs(&runs)

@@ -2,11 +2,13 @@
 //! the training loop shared by experts, full-data evaluation and (later)
 //! training on coresets and distilled sets.
 
-use crate::coreset::{batch_correct, ForgettingCounts};
+use crate::config::ExpertConfig;
+use crate::data::CaptionedImages;
 use crate::error::{Error, Result};
 use crate::model::{Modality, Mode, ParamSet, TowerParams, TwoTower};
-use crate::pairs::CaptionedImages;
 use crate::second_order::scalar;
+use crate::seeds::derive_seed;
+use crate::stage1::forgetting::{batch_correct, ForgettingCounts};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +46,30 @@ pub struct SgdConfig {
     /// Captions of each image an epoch trains on, drawn afresh every epoch
     /// ([`epoch_pairs`]); `None`: every pair, every epoch.
     pub captions_per_image: Option<usize>,
+}
+
+impl From<&ExpertConfig> for TowerLr {
+    /// The experts' learning rates per tower (also the student's initial α
+    /// and the rates coresets are trained with).
+    fn from(e: &ExpertConfig) -> Self {
+        TowerLr {
+            image: e.lr_image,
+            text: e.lr_text,
+        }
+    }
+}
+
+impl From<&ExpertConfig> for SgdConfig {
+    /// The experts' SGD settings.
+    fn from(e: &ExpertConfig) -> Self {
+        SgdConfig {
+            lr: TowerLr::from(e),
+            momentum: e.momentum,
+            weight_decay: e.weight_decay,
+            batch_size: e.batch_size,
+            captions_per_image: e.captions_per_image,
+        }
+    }
 }
 
 /// Momentum buffers (absent until the first step, or when momentum is 0).
@@ -85,7 +111,7 @@ pub fn sgd_step(
 }
 
 /// [`sgd_step`] that also records, in `counts`, which pairs of the batch
-/// were matched both ways before the step ([`crate::coreset::batch_correct`]).
+/// were matched both ways before the step ([`crate::evaluate::coreset::batch_correct`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_step_counted(
     model: &TwoTower,
@@ -258,21 +284,6 @@ pub fn train_epoch_counted(
         }
     }
     Ok(total / batches.len() as f64)
-}
-
-/// A seed for a named sub-task (`"expert"`, `"eval"`, ...) and indices, so
-/// every random choice follows from the config's one seed.
-pub fn derive_seed(seed: u64, task: &str, indices: &[u64]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in task.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    for i in indices {
-        for b in i.to_le_bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
 }
 
 #[cfg(test)]

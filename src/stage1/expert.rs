@@ -11,15 +11,17 @@
 //! the same trajectories as an uninterrupted one.
 
 use crate::config::Config;
-use crate::coreset::ForgettingCounts;
+use crate::data::CaptionedImages;
 use crate::error::{Error, Result};
-use crate::eval::{self, Recall};
 use crate::experiment::Experiment;
+use crate::model::retrieval;
+use crate::model::retrieval::Recall;
 use crate::model::TwoTower;
-use crate::pairs::CaptionedImages;
 use crate::progress::Progress;
-use crate::train::{derive_seed, train_epoch_counted, SgdConfig, SgdState};
-use crate::trajectory::{Trajectory, TrajectoryMeta, FORMAT_VERSION};
+use crate::seeds::derive_seed;
+use crate::stage1::forgetting::ForgettingCounts;
+use crate::stage1::sgd::{train_epoch_counted, SgdConfig, SgdState};
+use crate::stage1::trajectory::{Trajectory, TrajectoryMeta, FORMAT_VERSION};
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -143,7 +145,7 @@ impl ExpertTrainer {
     }
 
     fn sgd_config(&self) -> SgdConfig {
-        self.config.experts.sgd()
+        SgdConfig::from(&self.config.experts)
     }
 
     /// Starts (or resumes from disk) the next expert; skips finished ones.
@@ -232,7 +234,7 @@ impl ExpertTrainer {
             other => other,
         })?;
         let val = if cfg.experts.val_every_epoch {
-            Some(eval::evaluate(
+            Some(retrieval::evaluate(
                 &self.model,
                 &params,
                 &self.val,

@@ -20,7 +20,7 @@
 use crate::error::{Error, Result};
 use crate::model::{Mode, ParamSet, TowerParams, TwoTower};
 use crate::second_order::{detached_backward, ensure_graph_gradients, scalar};
-pub use crate::train::TowerLr;
+use crate::stage1::sgd::TowerLr;
 use candle_core::{Tensor, Var};
 
 /// One student step's minibatch: indices into the synthetic set and the seed

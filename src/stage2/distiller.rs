@@ -12,21 +12,23 @@
 //! ```
 //!
 //! Its exact gradient through the N steps comes from the reverse sweep of
-//! [`unroll`](crate::unroll) (memory flat in N), and updates pixels, text
+//! [`unroll`](crate::stage2::unroll) (memory flat in N), and updates pixels, text
 //! embeddings and log learning rates with their own SGD-with-momentum
 //! optimisers. Every random choice of iteration i derives from (seed, i), so
 //! the iteration counter is all the random state there is.
 
-use crate::config::{DistillConfig, InitKind};
+use crate::config::DistillConfig;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::model::{Modality, TowerParams, TwoTower};
-use crate::pairs::CaptionedImages;
+use crate::model::TwoTower;
 use crate::progress::Progress;
 use crate::second_order::with_graph_gradients;
-use crate::train::{derive_seed, TowerLr};
-use crate::trajectory::Trajectory;
-use crate::unroll::{reverse_sweep_keeping, unroll_forward_keeping, StepBatch, UnrollGrads};
+use crate::seeds::derive_seed;
+use crate::stage1::sgd::TowerLr;
+use crate::stage1::trajectory::Trajectory;
+use crate::stage2::distilled_set::DistilledSet;
+use crate::stage2::matching::{matching_gradient, MatchGradient};
+use crate::stage2::unroll::{StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -36,273 +38,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// M synthetic image–text pairs and the student's learned learning rates.
-#[derive(Debug, Clone)]
-pub struct DistilledSet {
-    /// Synthetic pixels `[M, 3, H, W]` (normalised space).
-    pub images: Tensor,
-    /// Synthetic text embeddings `[M, D]`.
-    pub texts: Tensor,
-    /// log α of the image tower.
-    pub log_lr_image: f64,
-    /// log α of the text tower.
-    pub log_lr_text: f64,
-    /// The image encoder it was distilled with (its
-    /// [`architecture`](crate::config::ImageEncoderConfig::architecture)
-    /// label; `None` in files written before it was recorded).
-    pub image_encoder: Option<String>,
-}
-
-impl DistilledSet {
-    /// `pairs` synthetic pairs initialised per modality from real training
-    /// pairs or noise (see [`InitKind`]), with student learning rates `lr`.
-    pub fn init(
-        exp: &Experiment,
-        pairs: usize,
-        images: InitKind,
-        texts: InitKind,
-        lr: TowerLr,
-        seed: u64,
-    ) -> Result<Self> {
-        let train = &exp.train;
-        let captions = crate::coreset::random_pairs(train, pairs, seed)
-            .map_err(|e| Error::Config(format!("distill.pairs: {e}")))?;
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "distill-init", &[]));
-        let dev = train.images.device();
-        let (real_x, real_e) = train.batch(&captions)?;
-        let images = match images {
-            InitKind::Real => real_x,
-            // from our seeded generator (candle's randn is not seeded per call)
-            InitKind::Noise => seeded_normal(&mut rng, real_x.dims(), dev)?,
-        };
-        let texts = match texts {
-            InitKind::Real => real_e,
-            InitKind::Noise => {
-                let mean = train.texts.mean_keepdim(0)?;
-                let std = train
-                    .texts
-                    .broadcast_sub(&mean)?
-                    .sqr()?
-                    .mean_keepdim(0)?
-                    .sqrt()?;
-                seeded_normal(&mut rng, real_e.dims(), dev)?
-                    .broadcast_mul(&std)?
-                    .broadcast_add(&mean)?
-            }
-        };
-        Ok(DistilledSet {
-            images: images.to_dtype(DType::F32)?,
-            texts: texts.to_dtype(DType::F32)?,
-            log_lr_image: lr.image.ln(),
-            log_lr_text: lr.text.ln(),
-            image_encoder: Some(exp.config.model.image.architecture()),
-        })
-    }
-
-    /// The learning rates for students of `exp`'s encoders trained on this
-    /// set, and, when `exp`'s image encoder is not the one the set was
-    /// distilled with (cross-architecture evaluation), that encoder's label.
-    /// The learned text α always applies (the text tower is the same); the
-    /// learned image α belongs to the distilling encoder, so another encoder
-    /// trains with its own expert rate (`experts.lr_image`).
-    pub fn student_lr(&self, exp: &Experiment) -> (TowerLr, Option<String>) {
-        let ours = exp.config.model.image.architecture();
-        match &self.image_encoder {
-            Some(theirs) if *theirs != ours => (
-                TowerLr {
-                    image: exp.config.experts.lr_image,
-                    text: self.lr().text,
-                },
-                Some(theirs.clone()),
-            ),
-            _ => (self.lr(), None),
-        }
-    }
-
-    /// Errors unless the set's images and texts have `exp`'s image size and
-    /// embedding width (a set from another dataset or text encoder).
-    pub fn check_fits(&self, exp: &Experiment) -> Result<()> {
-        let (_, _, h, w) = self.images.dims4()?;
-        let (_, _, eh, ew) = exp.train.images.dims4()?;
-        if (h, w) != (eh, ew) {
-            return Err(Error::Shape(format!(
-                "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
-            )));
-        }
-        let d = self.texts.dim(1)?;
-        if d != exp.embeddings.dim {
-            return Err(Error::Shape(format!(
-                "the distilled texts are {d}-d, text encoder {} gives {}-d embeddings",
-                exp.text_encoder, exp.embeddings.dim
-            )));
-        }
-        Ok(())
-    }
-
-    /// Number of pairs.
-    pub fn len(&self) -> usize {
-        self.images.dim(0).unwrap_or(0)
-    }
-
-    /// True when the set holds no pair.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The learned student learning rates α.
-    pub fn lr(&self) -> TowerLr {
-        TowerLr {
-            image: self.log_lr_image.exp(),
-            text: self.log_lr_text.exp(),
-        }
-    }
-
-    /// Writes the set to a safetensors file (tensors `images`, `texts`; the
-    /// learned learning rates in the header), atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let map = HashMap::from([
-            ("images".to_string(), self.images.clone()),
-            ("texts".to_string(), self.texts.clone()),
-        ]);
-        let meta = serde_json::json!({
-            "log_lr_image": self.log_lr_image,
-            "log_lr_text": self.log_lr_text,
-            "lr_image": self.lr().image,
-            "lr_text": self.lr().text,
-            "image_encoder": self.image_encoder,
-        });
-        crate::io::save_tensors(path, &map, &meta.to_string())
-    }
-
-    /// Reads a set written by [`save`](Self::save) onto `device`.
-    pub fn load(path: &Path, device: &candle_core::Device) -> Result<Self> {
-        let (mut map, json) = crate::io::load_tensors(path, device)?;
-        let meta: serde_json::Value = serde_json::from_str(&json)
-            .map_err(|e| Error::bad_file(path, format!("bad metadata: {e}")))?;
-        let lr = |k: &str| {
-            meta.get(k)
-                .and_then(|v| v.as_f64())
-                .ok_or_else(|| Error::bad_file(path, format!("metadata has no {k}")))
-        };
-        let mut take = |k: &str| {
-            map.remove(k)
-                .ok_or_else(|| Error::bad_file(path, format!("no tensor {k:?}")))
-        };
-        let set = DistilledSet {
-            images: take("images")?,
-            texts: take("texts")?,
-            log_lr_image: lr("log_lr_image")?,
-            log_lr_text: lr("log_lr_text")?,
-            image_encoder: meta
-                .get("image_encoder")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
-        };
-        if set.images.dim(0)? != set.texts.dim(0)? {
-            return Err(Error::bad_file(path, "images and texts differ in count"));
-        }
-        Ok(set)
-    }
-
-    /// The set as training pairs (pair j = image j with text j).
-    pub fn as_pairs(&self) -> Result<CaptionedImages> {
-        CaptionedImages::new(
-            self.images.clone(),
-            self.texts.clone(),
-            (0..self.len() as u32).collect(),
-        )
-    }
-}
-
-fn seeded_normal(
-    rng: &mut ChaCha8Rng,
-    dims: &[usize],
-    dev: &candle_core::Device,
-) -> Result<Tensor> {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            // Box–Muller
-            let u1: f32 = rng.random_range(f32::EPSILON..1.0);
-            let u2: f32 = rng.random();
-            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        })
-        .collect();
-    Ok(Tensor::from_vec(v, dims, dev)?)
-}
-
-/// The bi-trajectory matching loss of a student end point against the
-/// expert's start and target epochs: per tower ‖θ̂ − θ*_target‖² divided by
-/// ‖θ*_start − θ*_target‖². Returns (image term, text term).
-pub fn matching_loss(
-    student: &TowerParams,
-    start: &TowerParams,
-    target: &TowerParams,
-) -> Result<(f64, f64)> {
-    let term = |m: Modality| -> Result<f64> {
-        let denom = start.get(m).sq_dist(target.get(m))?;
-        if denom <= 0.0 {
-            return Err(Error::Config(format!(
-                "the expert's {} tower did not move between the start and target epochs",
-                m.name()
-            )));
-        }
-        Ok(student.get(m).sq_dist(target.get(m))? / denom)
-    };
-    Ok((term(Modality::Image)?, term(Modality::Text)?))
-}
-
-/// The matching loss of one unroll and its exact gradient.
-#[derive(Debug, Clone)]
-pub struct MatchGradient {
-    /// Image-tower term of the matching loss.
-    pub loss_image: f64,
-    /// Text-tower term of the matching loss.
-    pub loss_text: f64,
-    /// Mean contrastive loss of the student steps.
-    pub student_loss: f64,
-    /// ∂ℓ/∂(images, texts, log α) through all the student steps.
-    pub grads: UnrollGrads,
-}
-
-/// The bi-trajectory matching loss ℓ of a student that starts at `theta0`
-/// (an expert's epoch s) and takes one SGD step per batch of `batches` on the
-/// synthetic `images`/`texts` with learning rates `lr`, against `target`
-/// (epoch s + R), and its exact gradient by the reverse sweep. This is the
-/// whole math of one [`Distiller::step`]; it must run inside
-/// [`with_graph_gradients`]. The graphs of the last `keep` student steps
-/// are kept from the forward pass instead of rebuilt by the reverse sweep
-/// (`distill.cached_steps`: faster, memory grows with `keep`; the values
-/// are the same).
-#[allow(clippy::too_many_arguments)]
-pub fn matching_gradient(
-    model: &TwoTower,
-    theta0: &TowerParams,
-    target: &TowerParams,
-    images: &Tensor,
-    texts: &Tensor,
-    batches: &[StepBatch],
-    lr: TowerLr,
-    keep: usize,
-) -> Result<MatchGradient> {
-    let (snaps, losses, graphs) =
-        unroll_forward_keeping(model, theta0, images, texts, batches, lr, keep)?;
-    let last = snaps.last().expect("N+1 snapshots");
-    let (loss_image, loss_text) = matching_loss(last, theta0, target)?;
-    // λ_N = ∂ℓ/∂θ̂_N = 2 (θ̂_N − θ*_target) / ‖θ*_start − θ*_target‖², per tower
-    let lambda = last.map(|m, p| {
-        let denom = theta0.get(m).sq_dist(target.get(m))?;
-        p.sub(target.get(m))?.scale(2.0 / denom)
-    })?;
-    let grads = reverse_sweep_keeping(model, &snaps, images, texts, batches, lr, &lambda, graphs)?;
-    Ok(MatchGradient {
-        loss_image,
-        loss_text,
-        student_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
-        grads,
-    })
-}
 
 /// What one outer iteration did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -449,7 +184,7 @@ impl Distiller {
                 )));
             }
         }
-        let lr = exp.config.experts.lr();
+        let lr = TowerLr::from(&exp.config.experts);
         let set = DistilledSet::init(
             exp,
             cfg.pairs,
@@ -465,7 +200,7 @@ impl Distiller {
         what.iterations = 0;
         what.checkpoint_every = 1;
         what.log_every = 1;
-        what.cached_steps = super::config::DEFAULT_CACHED_STEPS;
+        what.cached_steps = crate::config::DEFAULT_CACHED_STEPS;
         let fingerprint = serde_json::json!({
             "distill": what,
             "seed": exp.config.seed,
@@ -712,6 +447,21 @@ impl Distiller {
         set.log_lr_image -= step(self.cfg.lr_lr * m[0]);
         set.log_lr_text -= step(self.cfg.lr_lr * m[1]);
         Ok((set, mom))
+    }
+
+    /// Its distillation settings.
+    pub fn config(&self) -> &DistillConfig {
+        &self.cfg
+    }
+
+    /// The number of experts it matches.
+    pub fn num_experts(&self) -> usize {
+        self.experts.len()
+    }
+
+    /// The checkpoint file, when one is set.
+    pub fn checkpoint(&self) -> Option<&Path> {
+        self.checkpoint.as_deref()
     }
 
     /// During [`run`](Self::run), shows a progress bar and a log line every

@@ -1,0 +1,395 @@
+//! Presets: the named datasets (`--dataset NAME`, [`Config::set_dataset`])
+//! with where each prepared set lives and the settings it runs with at each
+//! profile; the encoders by name (`--image-encoder`, `--text-encoder`) with
+//! the folders the fetch scripts fill.
+//!
+//! | name | files | encoders it sets |
+//! |---|---|---|
+//! | `scenes` | none: generated from the seed (the profiles' default) | the profile's |
+//! | `emoji` | `data/emoji` (`data-scripts/fetch_emoji.sh`); at `smoke`, `data/emoji-small` (`fetch_emoji.sh --small 60`) | all-MiniLM-L6-v2 and the pretrained EfficientNet-Lite0 |
+//! | `flickr30k`, `coco` | `data/flickr30k`, `data/coco` (`vl-distill data prepare`) | the profile's |
+//!
+//! The emoji set is the one real image–caption benchmark these machines can
+//! fetch (emoji artwork and Unicode CLDR names from the npm registry, see
+//! `data-scripts/README.md`), and it was made for real pretrained encoders:
+//! its preset switches to MiniLM text embeddings and the ImageNet
+//! EfficientNet-Lite0, fine-tuned as the paper fine-tunes NFNet. Choose
+//! other encoders after the preset (`--image-encoder convnet` trains the
+//! ConvNet from scratch as the comparison).
+
+use super::*;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The names [`Config::set_dataset`] takes.
+pub const DATASETS: [&str; 4] = ["scenes", "emoji", "flickr30k", "coco"];
+
+/// `data-scripts/fetch_emoji.sh`'s output folder.
+pub const EMOJI_DIR: &str = "data/emoji";
+/// `data-scripts/fetch_emoji.sh --small 60`'s output folder (the smoke
+/// profile's emoji set).
+pub const EMOJI_SMALL_DIR: &str = "data/emoji-small";
+/// The identities `--small` keeps for the smoke profile's emoji set.
+pub const EMOJI_SMALL_IDENTITIES: usize = 60;
+/// The script that builds the emoji set.
+pub const EMOJI_FETCH_SCRIPT: &str = "data-scripts/fetch_emoji.sh";
+
+/// The environment variable naming the folder that holds `data/` (the
+/// checkout) when the working folder is elsewhere: the paths of the
+/// presets ([`Config::set_dataset`], the fetched MiniLM and
+/// EfficientNet-Lite0) are relative to it when it is set, else to the
+/// working folder. The notebook kernel sets it, since notebooks run in
+/// `notebooks/`.
+pub const ROOT_VAR: &str = "VL_DISTILL_ROOT";
+
+/// `rel` (a path under the checkout such as `data/emoji`) against
+/// [`ROOT_VAR`] when set, else as it is (relative to the working folder).
+pub fn data_path(rel: &str) -> PathBuf {
+    match std::env::var_os(ROOT_VAR).filter(|r| !r.is_empty()) {
+        Some(root) => PathBuf::from(root).join(rel),
+        None => PathBuf::from(rel),
+    }
+}
+
+/// The emoji set's split file under the checkout at `profile`: the small
+/// set at `smoke`.
+fn emoji_json_rel(profile: &str) -> PathBuf {
+    let dir = if profile == "smoke" {
+        EMOJI_SMALL_DIR
+    } else {
+        EMOJI_DIR
+    };
+    Path::new(dir).join("dataset_emoji.json")
+}
+
+/// The emoji set's split file at `profile` (the small set at `smoke`), as
+/// the preset names it ([`data_path`]).
+pub fn emoji_json(profile: &str) -> PathBuf {
+    data_path(emoji_json_rel(profile).to_str().expect("ASCII path"))
+}
+
+/// The command that writes [`emoji_json`]`(profile)`.
+pub fn emoji_fetch_command(profile: &str) -> String {
+    if profile == "smoke" {
+        format!("{EMOJI_FETCH_SCRIPT} --small {EMOJI_SMALL_IDENTITIES}")
+    } else {
+        EMOJI_FETCH_SCRIPT.to_string()
+    }
+}
+
+/// How to make a named dataset's split file `json` (one of the paths the
+/// presets use), for the error a missing one gives; `None` for other paths.
+pub fn how_to_make(json: &Path) -> Option<String> {
+    if json.ends_with(emoji_json_rel("smoke")) {
+        Some(format!("run {}", emoji_fetch_command("smoke")))
+    } else if json.ends_with(emoji_json_rel("default")) {
+        Some(format!("run {}", emoji_fetch_command("default")))
+    } else {
+        ["flickr30k", "coco"].iter().find_map(|name| {
+            json.ends_with(format!("data/{name}/dataset_{name}.json"))
+                .then(|| {
+                    format!(
+                        "prepare your own copy with `vl-distill data prepare --dataset {name} \
+                         --source DIR` (README, \"Flickr30K and COCO\")"
+                    )
+                })
+        })
+    }
+}
+
+impl Config {
+    /// Switches to the named dataset (one of [`DATASETS`]) with the
+    /// settings it runs with at this config's profile: what `--dataset`
+    /// does. Apply it first, then encoders and overrides.
+    ///
+    /// - `scenes`: the profile's built-in scenes (nothing else changes).
+    /// - `emoji`: the emoji captions set ([`emoji_json`]) at 32 px, with
+    ///   all-MiniLM-L6-v2 text embeddings (`bert`, mean-pooled and
+    ///   normalised, from [`super::MINILM_DIR`]) and the ImageNet
+    ///   EfficientNet-Lite0 ([`Config::set_image_encoder`]); at `default`
+    ///   also its expert epochs and stage-2 rates (see the README's
+    ///   "The emoji benchmark" for how they were chosen).
+    /// - `flickr30k`, `coco`: the sets `vl-distill data prepare` writes to
+    ///   `data/flickr30k`, `data/coco` (the paper profile reads Flickr30K).
+    ///
+    /// The files are not opened here; loading names the missing one and
+    /// the command that makes it.
+    ///
+    /// ```
+    /// use vl_distill::config::Config;
+    /// let mut c = Config::default_profile();
+    /// c.set_dataset("emoji").unwrap();
+    /// assert_eq!(c.model.image.kind(), "efficientnet_lite0");
+    /// assert_eq!(c.text.encoder, "bert");
+    /// c.set_image_encoder("convnet").unwrap(); // the from-scratch comparison
+    /// assert!(c.set_dataset("imagenet").is_err());
+    /// ```
+    pub fn set_dataset(&mut self, name: &str) -> Result<()> {
+        match name {
+            "scenes" => {
+                self.data.source = Config::profile(&self.profile)?.data.source;
+            }
+            "emoji" => self.set_emoji()?,
+            "flickr30k" | "coco" => {
+                self.data.source = DataSource::Karpathy {
+                    json: data_path(&format!("data/{name}/dataset_{name}.json")),
+                    image_root: None,
+                };
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown dataset {other:?} (available: {})",
+                    DATASETS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn set_emoji(&mut self) -> Result<()> {
+        self.data.source = DataSource::Karpathy {
+            json: emoji_json(&self.profile),
+            image_root: None,
+        };
+        // the emoji are drawn at 64 px; EfficientNet-Lite0 costs 4x more
+        // per step at 64 than at 32 (README "Encoders"), which the default
+        // profile's 45-minute budget cannot pay for
+        self.data.image_size = if self.profile == "paper" { 64 } else { 32 };
+        self.set_text_encoder("bert")?;
+        if self.text.path.is_none() {
+            // not fetched yet: loading says which script fetches it
+            self.text.path = Some(data_path(super::MINILM_DIR));
+        }
+        self.set_image_encoder("efficientnet_lite0")?;
+        // an epoch is a pass over the images (one of their up to 5 captions
+        // each): the trajectory records the experts 5x as often, and stage 2
+        // matches stretches of 26 expert steps instead of 128, short enough
+        // to be nearly straight (README "The emoji benchmark")
+        self.experts.captions_per_image = Some(1);
+        // the text tower projects MiniLM embeddings from a random start: a
+        // higher rate than the image tower's fine-tuning rate
+        self.experts.lr_text = 0.3;
+        // stage 2: the matching loss's gradients are ~100x the scenes' here
+        // (the image tower moves little per stretch, and the loss divides
+        // by that distance), so the rates are ~100x smaller, and pixels stay
+        // in the real range (white backgrounds); sweeps in the README
+        let d = &mut self.distill;
+        d.lr_images = 10.0;
+        d.lr_texts = 0.01;
+        d.lr_lr = 0.01;
+        d.clamp_pixels = true;
+        if self.profile == "smoke" {
+            // the small set's epoch is 2 batches of its 125 images
+            self.experts.epochs = 10;
+            self.eval.full_epochs = 10;
+        }
+        if self.profile == "default" {
+            let e = &mut self.experts;
+            e.num_experts = 3;
+            e.epochs = 10;
+            self.eval.full_epochs = 10;
+            let d = &mut self.distill;
+            d.iterations = 150;
+            d.log_every = 10;
+        }
+        Ok(())
+    }
+}
+
+/// What the profile's (from-scratch) image learning rate is divided by for
+/// the experts of the pretrained EfficientNet-Lite0: fine-tuning an ImageNet
+/// network at the scratch rate 0.1 with SGD bounces (on the emoji set, 64
+/// steps at 0.1 lowered the loss less than at 0.01, and 3 epochs reached
+/// test TR R@1 4.5 against 11.0 at 0.01 with text rate 0.3; README "The
+/// emoji benchmark").
+pub const FINE_TUNE_LR_DIVISOR: f64 = 10.0;
+
+/// Where `data-scripts/fetch_minilm.sh` unpacks all-MiniLM-L6-v2, which
+/// `bert` takes when no `text.path` is set ([`Config::set_text_encoder`]).
+pub const MINILM_DIR: &str = "data/models/all-MiniLM-L6-v2";
+/// The script that fetches all-MiniLM-L6-v2.
+pub const MINILM_FETCH_SCRIPT: &str = "data-scripts/fetch_minilm.sh";
+
+/// Where `data-scripts/fetch_efficientnet_lite0.sh` writes the
+/// EfficientNet-Lite0 weights.
+pub const EFFICIENTNET_CHECKPOINT: &str = "data/models/efficientnet-lite0/model.safetensors";
+/// The script that downloads and converts the EfficientNet-Lite0 weights.
+pub const EFFICIENTNET_FETCH_SCRIPT: &str = "data-scripts/fetch_efficientnet_lite0.sh";
+
+impl ImageEncoderConfig {
+    /// The encoder `kind` at the size that fits `profile`: the profile's
+    /// own ConvNet, the scaled timm architectures at `smoke` and `default`,
+    /// the full ones (ViT: `tiny`) at `paper`; EfficientNet-Lite0 has one
+    /// size and no checkpoint here (the CLI fills in the fetched weights).
+    pub fn named(kind: &str, profile: &str) -> Result<ImageEncoderConfig> {
+        let paper = profile == "paper";
+        let size = match (paper, kind) {
+            (false, _) => EncoderSize::Scaled,
+            (true, "vit" | "vit_lora") => EncoderSize::Tiny,
+            (true, _) => EncoderSize::Full,
+        };
+        Ok(match kind {
+            "convnet" | "conv_net" => Config::profile(profile)?.model.image,
+            "nf_resnet50" => ImageEncoderConfig::NfResnet50 {
+                size,
+                checkpoint: None,
+            },
+            "nf_regnet_b1" => ImageEncoderConfig::NfRegnetB1 {
+                size,
+                checkpoint: None,
+            },
+            "nfnet_l0" => ImageEncoderConfig::NfnetL0 {
+                size,
+                checkpoint: None,
+            },
+            "vit" => ImageEncoderConfig::Vit {
+                size,
+                checkpoint: None,
+            },
+            "vit_lora" => ImageEncoderConfig::VitLora {
+                size,
+                checkpoint: None,
+                lora: Default::default(),
+            },
+            "efficientnet_lite0" => ImageEncoderConfig::EfficientnetLite0 { checkpoint: None },
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown image encoder {other:?} (available: {})",
+                    Self::KINDS.join(", ")
+                )))
+            }
+        })
+    }
+
+    /// Expert epochs this encoder needs to learn the default profile's
+    /// scenes from scratch, where it differs from the profile's 4 (which suit
+    /// the ConvNet): the scaled NF nets take 10.
+    ///
+    /// Measured at the default profile (one expert, SGD, validation TR R@1
+    /// on 200 images, chance 0.5; README "Encoders"): after 4 / 10 epochs at
+    /// lr 0.1, NF-ResNet-50 8.0 / 21.0, NF-RegNet-B1 2.5 / 5.5, NFNet-L0
+    /// 2.5 / 17.5 (lr 0.3 and 1.0 were no better; 1.0 diverged for NFNet-L0).
+    /// The ViTs from scratch stay at chance with SGD at any rate tried
+    /// (0.1 to 10, 10 epochs), so more epochs would buy nothing: `None`.
+    /// A pretrained checkpoint needs no more epochs either.
+    pub fn scratch_epochs(&self) -> Option<usize> {
+        match self {
+            ImageEncoderConfig::NfResnet50 {
+                size: EncoderSize::Scaled,
+                checkpoint: None,
+            }
+            | ImageEncoderConfig::NfRegnetB1 {
+                size: EncoderSize::Scaled,
+                checkpoint: None,
+            }
+            | ImageEncoderConfig::NfnetL0 {
+                size: EncoderSize::Scaled,
+                checkpoint: None,
+            } => Some(10),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Switches the image encoder to `kind` at the profile's size
+    /// ([`ImageEncoderConfig::named`]) and, at the `default` profile, gives
+    /// its experts and its full-data evaluation the epochs it needs to learn
+    /// from scratch ([`ImageEncoderConfig::scratch_epochs`]; the ConvNet and
+    /// the ViTs keep the profile's). The smoke profile keeps its epochs: it
+    /// checks the machinery in CI, not the encoders' quality.
+    /// `efficientnet_lite0` also gets the pretrained weights when
+    /// `data-scripts/fetch_efficientnet_lite0.sh` put them in
+    /// `data/models/efficientnet-lite0/` (under [`ROOT_VAR`] when set, else the working folder)
+    /// and their input scaling as `data.norm`, and with them the experts
+    /// fine-tune at the profile's image learning rate divided by
+    /// [`FINE_TUNE_LR_DIVISOR`] (switching from it to another encoder restores the
+    /// profile's rate; other switches leave `experts.lr_image` alone). What
+    /// `--image-encoder` does; set `experts.epochs` / `experts.lr_image`
+    /// afterwards to override.
+    ///
+    /// ```
+    /// use vl_distill::config::Config;
+    /// let mut c = Config::default_profile();
+    /// c.set_image_encoder("nfnet_l0").unwrap();
+    /// assert_eq!(c.model.image.architecture(), "nfnet_l0-scaled");
+    /// assert_eq!((c.experts.epochs, c.eval.full_epochs), (10, 10));
+    /// ```
+    pub fn set_image_encoder(&mut self, kind: &str) -> Result<()> {
+        let was_pretrained = self.fine_tunes_efficientnet();
+        self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
+        if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
+            // the pretrained weights where the fetch script puts them, and
+            // the input scaling they were trained with
+            let weights = data_path(EFFICIENTNET_CHECKPOINT);
+            if weights.exists() {
+                *checkpoint = Some(weights);
+            }
+            self.data.norm = ImageNorm::efficientnet_lite0();
+        } else {
+            // every other encoder takes ImageNet's mean and std (switching
+            // away from efficientnet_lite0 must not keep its scaling)
+            self.data.norm = ImageNorm::default();
+        }
+        let profile_lr = Config::profile(&self.profile)?.experts.lr_image;
+        if self.fine_tunes_efficientnet() {
+            self.experts.lr_image = profile_lr / FINE_TUNE_LR_DIVISOR;
+        } else if was_pretrained {
+            self.experts.lr_image = profile_lr;
+        }
+        // the scratch epochs were measured on the built-in scenes; another
+        // dataset's preset ([`Config::set_dataset`]) sizes its own epochs
+        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
+        if self.profile == "default" && scenes {
+            if let Some(e) = self.model.image.scratch_epochs() {
+                self.experts.epochs = e;
+                self.eval.full_epochs = e;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the image encoder is EfficientNet-Lite0 with pretrained weights.
+    fn fine_tunes_efficientnet(&self) -> bool {
+        matches!(
+            self.model.image,
+            ImageEncoderConfig::EfficientnetLite0 {
+                checkpoint: Some(_)
+            }
+        )
+    }
+
+    /// Switches the frozen text encoder to `kind` (`hashed`, `bert`,
+    /// `clip`): what `--text-encoder` does. `bert` without a `text.path`
+    /// takes all-MiniLM-L6-v2 from [`MINILM_DIR`] when
+    /// `data-scripts/fetch_minilm.sh` put it there (under [`ROOT_VAR`] when set, else the working
+    /// folder); `hashed` drops a model folder set for another encoder.
+    /// Returns the folder chosen for `bert` this way, if any.
+    pub fn set_text_encoder(&mut self, kind: &str) -> Result<Option<PathBuf>> {
+        if !TEXT_ENCODERS.contains(&kind) {
+            return Err(Error::Config(format!(
+                "unknown text encoder {kind:?} (available: {})",
+                TEXT_ENCODERS.join(", ")
+            )));
+        }
+        self.text.encoder = kind.into();
+        let mut chosen = None;
+        match kind {
+            "hashed" => {
+                self.text.path = None;
+                self.text.pooling = None;
+                self.text.normalize = None;
+                self.text.max_len = None;
+            }
+            "bert" if self.text.path.is_none() => {
+                let minilm = data_path(MINILM_DIR);
+                if minilm.join("model.safetensors").exists() {
+                    self.text.path = Some(minilm.clone());
+                    chosen = Some(minilm);
+                }
+            }
+            _ => {}
+        }
+        Ok(chosen)
+    }
+}

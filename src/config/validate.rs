@@ -1,0 +1,195 @@
+//! Checks of a configuration: ranges, names and the consistency of its
+//! parts, with an error that names the setting.
+
+use super::*;
+use crate::error::{Error, Result};
+
+impl TextConfig {
+    /// Checks the encoder name and that the options fit it (the model
+    /// folder itself is read by [`crate::text::from_config`]).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        match self.encoder.as_str() {
+            "hashed" => {
+                if self.dim == 0 {
+                    return bad("text.dim must be > 0".into());
+                }
+                let set: Vec<&str> = [
+                    ("pooling", self.pooling.is_some()),
+                    ("normalize", self.normalize.is_some()),
+                    ("max_len", self.max_len.is_some()),
+                ]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(k, _)| *k)
+                .collect();
+                if !set.is_empty() {
+                    return bad(format!(
+                        "text.{} only applies to the bert and clip encoders, not hashed",
+                        set.join(", text.")
+                    ));
+                }
+            }
+            "bert" | "clip" => {
+                if self.path.is_none() {
+                    return bad(format!(
+                        "text.path must name the model folder of the {} encoder",
+                        self.encoder
+                    ));
+                }
+                match (self.encoder.as_str(), self.pooling.as_deref()) {
+                    ("clip", Some(p)) => {
+                        return bad(format!(
+                            "text.pooling {p:?} does not apply to clip (it pools at the \
+                             end-of-text token); leave it unset"
+                        ))
+                    }
+                    (_, Some(p)) if p != "cls" && p != "mean" => {
+                        return bad(format!(
+                            "text.pooling {p:?} is not a pooling (choose \"cls\" or \"mean\")"
+                        ))
+                    }
+                    _ => {}
+                }
+                if self.max_len.is_some_and(|m| m < 2) {
+                    return bad("text.max_len must be >= 2 (the special tokens)".into());
+                }
+                if self.batch_size == 0 {
+                    return bad("text.batch_size must be > 0".into());
+                }
+            }
+            other => {
+                return bad(format!(
+                    "unknown text encoder {other:?} (available: {})",
+                    TEXT_ENCODERS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ImageEncoderConfig {
+    fn validate(&self, image_size: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("model.image: {m}")));
+        let size = self.size();
+        match self {
+            ImageEncoderConfig::ConvNet { width, depth } => {
+                if *width == 0 || *depth == 0 {
+                    return bad("width and depth must be > 0".into());
+                }
+                if image_size >> depth == 0 {
+                    return bad(format!(
+                        "ConvNet depth {depth} is too deep for {image_size} px images"
+                    ));
+                }
+            }
+            ImageEncoderConfig::Vit { .. } | ImageEncoderConfig::VitLora { .. } => {
+                if size == Some(EncoderSize::Full) {
+                    return bad(format!(
+                        "{} sizes are scaled, tiny and base (not full)",
+                        self.kind()
+                    ));
+                }
+                if size != Some(EncoderSize::Scaled) && image_size != 224 {
+                    return bad(format!(
+                        "{} at size {} needs data.image_size = 224 (got {image_size})",
+                        self.kind(),
+                        size.unwrap_or_default().name()
+                    ));
+                }
+                if size == Some(EncoderSize::Scaled) && !image_size.is_multiple_of(4) {
+                    return bad(format!(
+                        "the scaled ViT cuts images into 4×4 patches: data.image_size {image_size} is not a multiple of 4"
+                    ));
+                }
+            }
+            _ => {
+                if matches!(size, Some(EncoderSize::Tiny | EncoderSize::Base)) {
+                    return bad(format!(
+                        "{} sizes are scaled and full (tiny/base are ViT sizes)",
+                        self.kind()
+                    ));
+                }
+                if image_size < 16 {
+                    return bad(format!(
+                        "{} needs images of at least 16 px (got {image_size})",
+                        self.kind()
+                    ));
+                }
+            }
+        }
+        if let Some(p) = self.checkpoint() {
+            if !p.exists() {
+                let hint = match self {
+                    ImageEncoderConfig::EfficientnetLite0 { .. } => format!(
+                        " (run {} to download EfficientNet-Lite0)",
+                        EFFICIENTNET_FETCH_SCRIPT
+                    ),
+                    _ => String::new(),
+                };
+                return bad(format!("checkpoint {} does not exist{hint}", p.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks ranges and consistency of all fields.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.data.image_size < 8 {
+            return bad(format!("data.image_size {} < 8", self.data.image_size));
+        }
+        self.model.image.validate(self.data.image_size as usize)?;
+        if self.model.temperature.is_nan() || self.model.temperature <= 0.0 {
+            return bad("model.temperature must be > 0".into());
+        }
+        self.text.validate()?;
+        let e = &self.experts;
+        if e.num_experts == 0 || e.epochs == 0 || e.batch_size < 2 {
+            return bad("experts: num_experts and epochs must be > 0, batch_size >= 2".into());
+        }
+        if e.lr_image.is_nan() || e.lr_text.is_nan() || e.lr_image <= 0.0 || e.lr_text <= 0.0 {
+            return bad("experts: learning rates must be > 0".into());
+        }
+        if e.captions_per_image == Some(0) {
+            return bad("experts.captions_per_image must be > 0 (or unset: every caption)".into());
+        }
+        if !(0.0..1.0).contains(&e.momentum) {
+            return bad("experts.momentum must be in [0, 1)".into());
+        }
+        if self.eval.num_seeds == 0 || self.eval.batch_size < 2 {
+            return bad("eval: num_seeds must be > 0, batch_size >= 2".into());
+        }
+        let d = &self.distill;
+        if d.pairs < 2 || d.syn_steps == 0 || d.expert_epochs == 0 || d.max_start_epoch == 0 {
+            return bad(
+                "distill: pairs must be >= 2; syn_steps, expert_epochs, max_start_epoch > 0".into(),
+            );
+        }
+        if d.checkpoint_every == 0 || d.log_every == 0 {
+            return bad("distill: checkpoint_every and log_every must be > 0".into());
+        }
+        if d.batch_syn.is_some_and(|b| b < 2 || b > d.pairs) {
+            return bad("distill.batch_syn must be in 2..=pairs".into());
+        }
+        if [d.lr_images, d.lr_texts, d.lr_lr]
+            .iter()
+            .any(|v| v.is_nan() || *v < 0.0)
+            || !(0.0..1.0).contains(&d.momentum)
+        {
+            return bad("distill: learning rates must be >= 0 and momentum in [0, 1)".into());
+        }
+        if d.max_lr_step.is_some_and(|b| b.is_nan() || b <= 0.0) {
+            return bad("distill.max_lr_step must be > 0 (or unset)".into());
+        }
+        if let TextTowerConfig::ProjectionHead { dropout } = self.model.text_tower {
+            if !(0.0..1.0).contains(&dropout) {
+                return bad("model.text_tower.dropout must be in [0, 1)".into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! [`DistilledSet`]: the M synthetic pairs (pixels and text embeddings in
+//! the frozen encoder's space) and the student's learned learning rates;
+//! initialised from real pairs or noise, saved and loaded as safetensors.
+
+use crate::config::InitKind;
+use crate::data::CaptionedImages;
+use crate::error::{Error, Result};
+use crate::experiment::Experiment;
+use crate::seeds::derive_seed;
+use crate::stage1::sgd::TowerLr;
+use candle_core::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// M synthetic image–text pairs and the student's learned learning rates.
+#[derive(Debug, Clone)]
+pub struct DistilledSet {
+    /// Synthetic pixels `[M, 3, H, W]` (normalised space).
+    pub images: Tensor,
+    /// Synthetic text embeddings `[M, D]`.
+    pub texts: Tensor,
+    /// log α of the image tower.
+    pub log_lr_image: f64,
+    /// log α of the text tower.
+    pub log_lr_text: f64,
+    /// The image encoder it was distilled with (its
+    /// [`architecture`](crate::config::ImageEncoderConfig::architecture)
+    /// label; `None` in files written before it was recorded).
+    pub image_encoder: Option<String>,
+}
+
+impl DistilledSet {
+    /// `pairs` synthetic pairs initialised per modality from real training
+    /// pairs or noise (see [`InitKind`]), with student learning rates `lr`.
+    pub fn init(
+        exp: &Experiment,
+        pairs: usize,
+        images: InitKind,
+        texts: InitKind,
+        lr: TowerLr,
+        seed: u64,
+    ) -> Result<Self> {
+        let train = &exp.train;
+        let captions = train
+            .random_pairs(pairs, seed)
+            .map_err(|e| Error::Config(format!("distill.pairs: {e}")))?;
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "distill-init", &[]));
+        let dev = train.images.device();
+        let (real_x, real_e) = train.batch(&captions)?;
+        let images = match images {
+            InitKind::Real => real_x,
+            // from our seeded generator (candle's randn is not seeded per call)
+            InitKind::Noise => seeded_normal(&mut rng, real_x.dims(), dev)?,
+        };
+        let texts = match texts {
+            InitKind::Real => real_e,
+            InitKind::Noise => {
+                let mean = train.texts.mean_keepdim(0)?;
+                let std = train
+                    .texts
+                    .broadcast_sub(&mean)?
+                    .sqr()?
+                    .mean_keepdim(0)?
+                    .sqrt()?;
+                seeded_normal(&mut rng, real_e.dims(), dev)?
+                    .broadcast_mul(&std)?
+                    .broadcast_add(&mean)?
+            }
+        };
+        Ok(DistilledSet {
+            images: images.to_dtype(DType::F32)?,
+            texts: texts.to_dtype(DType::F32)?,
+            log_lr_image: lr.image.ln(),
+            log_lr_text: lr.text.ln(),
+            image_encoder: Some(exp.config.model.image.architecture()),
+        })
+    }
+
+    /// The learning rates for students of `exp`'s encoders trained on this
+    /// set, and, when `exp`'s image encoder is not the one the set was
+    /// distilled with (cross-architecture evaluation), that encoder's label.
+    /// The learned text α always applies (the text tower is the same); the
+    /// learned image α belongs to the distilling encoder, so another encoder
+    /// trains with its own expert rate (`experts.lr_image`).
+    pub fn student_lr(&self, exp: &Experiment) -> (TowerLr, Option<String>) {
+        let ours = exp.config.model.image.architecture();
+        match &self.image_encoder {
+            Some(theirs) if *theirs != ours => (
+                TowerLr {
+                    image: exp.config.experts.lr_image,
+                    text: self.lr().text,
+                },
+                Some(theirs.clone()),
+            ),
+            _ => (self.lr(), None),
+        }
+    }
+
+    /// Errors unless the set's images and texts have `exp`'s image size and
+    /// embedding width (a set from another dataset or text encoder).
+    pub fn check_fits(&self, exp: &Experiment) -> Result<()> {
+        let (_, _, h, w) = self.images.dims4()?;
+        let (_, _, eh, ew) = exp.train.images.dims4()?;
+        if (h, w) != (eh, ew) {
+            return Err(Error::Shape(format!(
+                "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
+            )));
+        }
+        let d = self.texts.dim(1)?;
+        if d != exp.embeddings.dim {
+            return Err(Error::Shape(format!(
+                "the distilled texts are {d}-d, text encoder {} gives {}-d embeddings",
+                exp.text_encoder, exp.embeddings.dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.images.dim(0).unwrap_or(0)
+    }
+
+    /// True when the set holds no pair.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The learned student learning rates α.
+    pub fn lr(&self) -> TowerLr {
+        TowerLr {
+            image: self.log_lr_image.exp(),
+            text: self.log_lr_text.exp(),
+        }
+    }
+
+    /// Writes the set to a safetensors file (tensors `images`, `texts`; the
+    /// learned learning rates in the header), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let map = HashMap::from([
+            ("images".to_string(), self.images.clone()),
+            ("texts".to_string(), self.texts.clone()),
+        ]);
+        let meta = serde_json::json!({
+            "log_lr_image": self.log_lr_image,
+            "log_lr_text": self.log_lr_text,
+            "lr_image": self.lr().image,
+            "lr_text": self.lr().text,
+            "image_encoder": self.image_encoder,
+        });
+        crate::io::save_tensors(path, &map, &meta.to_string())
+    }
+
+    /// Reads a set written by [`save`](Self::save) onto `device`.
+    pub fn load(path: &Path, device: &candle_core::Device) -> Result<Self> {
+        let (mut map, json) = crate::io::load_tensors(path, device)?;
+        let meta: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| Error::bad_file(path, format!("bad metadata: {e}")))?;
+        let lr = |k: &str| {
+            meta.get(k)
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| Error::bad_file(path, format!("metadata has no {k}")))
+        };
+        let mut take = |k: &str| {
+            map.remove(k)
+                .ok_or_else(|| Error::bad_file(path, format!("no tensor {k:?}")))
+        };
+        let set = DistilledSet {
+            images: take("images")?,
+            texts: take("texts")?,
+            log_lr_image: lr("log_lr_image")?,
+            log_lr_text: lr("log_lr_text")?,
+            image_encoder: meta
+                .get("image_encoder")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        };
+        if set.images.dim(0)? != set.texts.dim(0)? {
+            return Err(Error::bad_file(path, "images and texts differ in count"));
+        }
+        Ok(set)
+    }
+
+    /// The set as training pairs (pair j = image j with text j).
+    pub fn as_pairs(&self) -> Result<CaptionedImages> {
+        CaptionedImages::new(
+            self.images.clone(),
+            self.texts.clone(),
+            (0..self.len() as u32).collect(),
+        )
+    }
+}
+
+fn seeded_normal(
+    rng: &mut ChaCha8Rng,
+    dims: &[usize],
+    dev: &candle_core::Device,
+) -> Result<Tensor> {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            // Box–Muller
+            let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+            let u2: f32 = rng.random();
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    Ok(Tensor::from_vec(v, dims, dev)?)
+}

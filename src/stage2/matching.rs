@@ -1,0 +1,82 @@
+//! The bi-trajectory matching loss and its exact gradient through the
+//! student's unrolled steps: the whole math of one distillation iteration.
+
+use crate::error::{Error, Result};
+use crate::model::{Modality, TowerParams, TwoTower};
+use crate::stage1::sgd::TowerLr;
+use crate::stage2::unroll::{
+    reverse_sweep_keeping, unroll_forward_keeping, StepBatch, UnrollGrads,
+};
+use candle_core::Tensor;
+
+/// The bi-trajectory matching loss of a student end point against the
+/// expert's start and target epochs: per tower ‖θ̂ − θ*_target‖² divided by
+/// ‖θ*_start − θ*_target‖². Returns (image term, text term).
+pub fn matching_loss(
+    student: &TowerParams,
+    start: &TowerParams,
+    target: &TowerParams,
+) -> Result<(f64, f64)> {
+    let term = |m: Modality| -> Result<f64> {
+        let denom = start.get(m).sq_dist(target.get(m))?;
+        if denom <= 0.0 {
+            return Err(Error::Config(format!(
+                "the expert's {} tower did not move between the start and target epochs",
+                m.name()
+            )));
+        }
+        Ok(student.get(m).sq_dist(target.get(m))? / denom)
+    };
+    Ok((term(Modality::Image)?, term(Modality::Text)?))
+}
+
+/// The matching loss of one unroll and its exact gradient.
+#[derive(Debug, Clone)]
+pub struct MatchGradient {
+    /// Image-tower term of the matching loss.
+    pub loss_image: f64,
+    /// Text-tower term of the matching loss.
+    pub loss_text: f64,
+    /// Mean contrastive loss of the student steps.
+    pub student_loss: f64,
+    /// ∂ℓ/∂(images, texts, log α) through all the student steps.
+    pub grads: UnrollGrads,
+}
+
+/// The bi-trajectory matching loss ℓ of a student that starts at `theta0`
+/// (an expert's epoch s) and takes one SGD step per batch of `batches` on the
+/// synthetic `images`/`texts` with learning rates `lr`, against `target`
+/// (epoch s + R), and its exact gradient by the reverse sweep. This is the
+/// whole math of one [`Distiller::step`]; it must run inside
+/// [`with_graph_gradients`]. The graphs of the last `keep` student steps
+/// are kept from the forward pass instead of rebuilt by the reverse sweep
+/// (`distill.cached_steps`: faster, memory grows with `keep`; the values
+/// are the same).
+#[allow(clippy::too_many_arguments)]
+pub fn matching_gradient(
+    model: &TwoTower,
+    theta0: &TowerParams,
+    target: &TowerParams,
+    images: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+    keep: usize,
+) -> Result<MatchGradient> {
+    let (snaps, losses, graphs) =
+        unroll_forward_keeping(model, theta0, images, texts, batches, lr, keep)?;
+    let last = snaps.last().expect("N+1 snapshots");
+    let (loss_image, loss_text) = matching_loss(last, theta0, target)?;
+    // λ_N = ∂ℓ/∂θ̂_N = 2 (θ̂_N − θ*_target) / ‖θ*_start − θ*_target‖², per tower
+    let lambda = last.map(|m, p| {
+        let denom = theta0.get(m).sq_dist(target.get(m))?;
+        p.sub(target.get(m))?.scale(2.0 / denom)
+    })?;
+    let grads = reverse_sweep_keeping(model, &snaps, images, texts, batches, lr, &lambda, graphs)?;
+    Ok(MatchGradient {
+        loss_image,
+        loss_text,
+        student_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+        grads,
+    })
+}

@@ -1,0 +1,11 @@
+//! Stage 2: distillation by bi-trajectory matching.
+//!
+//! - [`distilled_set`] — the synthetic pairs and the learned student rates;
+//! - [`unroll`] — the student's SGD steps and the exact reverse sweep through them;
+//! - [`matching`] — the matching loss and its gradient (one iteration's math);
+//! - [`distiller`] — [`Distiller`](distiller::Distiller): the outer loop, checkpoints, progress.
+
+pub mod distilled_set;
+pub mod distiller;
+pub mod matching;
+pub mod unroll;
