@@ -275,6 +275,7 @@ fn run_child(job: &Job) -> BoxResult<()> {
                     &data,
                     &sgd,
                     rep as u64,
+                    None,
                     |_, _, _| {},
                 )?;
                 times.push(t.elapsed().as_secs_f64());

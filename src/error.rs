@@ -68,6 +68,12 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// Something made for one setup (experts' trajectories, a distilled set)
+    /// used with another: another image or text encoder, model, dataset or
+    /// too few epochs.
+    #[error("incompatible: {0}")]
+    Incompatible(String),
+
     /// Tensors or parameter sets whose shapes do not agree.
     #[error("shape mismatch: {0}")]
     Shape(String),

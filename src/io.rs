@@ -2,10 +2,13 @@
 
 use crate::error::{Error, Result};
 use serde::{de::DeserializeOwned, Serialize};
+use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: a reader sees the old file or the new
-/// one, never half of one, even if the process is killed mid-write.
+/// one, never half of one, even if the process is killed mid-write. The
+/// bytes go to a hidden temporary file beside `path` (see [`tmp_path`]),
+/// are flushed to the disk, and the file is renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
@@ -13,15 +16,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    // a failed flush leaves the write to the page cache, as a plain write does
+    f.sync_all().ok();
+    drop(f);
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// `path` with `.tmp` appended to its file name.
+/// The temporary file [`write_atomic`] writes first: `.NAME.tmp` beside
+/// `path` (hidden, and never matching the name patterns the loaders list).
 pub fn tmp_path(path: &Path) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp"))
 }
 
 /// Writes `value` as pretty JSON, atomically.

@@ -79,8 +79,7 @@ pub use polars;
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {
     pub use crate::config::{Config, EncoderSize, ImageEncoderConfig, InitKind};
-    pub use crate::data::CaptionedImages;
-    pub use crate::data::{Dataset, Sample, Split};
+    pub use crate::data::{CaptionedImages, Dataset, Sample, Split};
     pub use crate::device;
     pub use crate::display::comparison::ComparisonTable;
     pub use crate::display::plot::LinePlot;
@@ -90,13 +89,15 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::evaluate::coreset::CoresetMethod;
     pub use crate::evaluate::protocol::Evaluator;
+    pub use crate::evaluate::results::{RecallStats, ResultRow};
     pub use crate::experiment::Experiment;
-    pub use crate::model::retrieval::evaluate;
+    pub use crate::model::retrieval::{evaluate, Recall};
     pub use crate::model::{ImageEncoder, Modality, ParamSet, TowerParams, TwoTower};
     pub use crate::notebook::Workspace;
     pub use crate::stage1::expert::ExpertTrainer;
     pub use crate::stage1::sgd::TowerLr;
     pub use crate::stage1::trajectory::Trajectory;
     pub use crate::stage2::distilled_set::DistilledSet;
+    pub use crate::stage2::distiller::Distiller;
     pub use candle_core::Tensor;
 }

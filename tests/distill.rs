@@ -194,10 +194,9 @@ fn initialisations_and_bad_settings() {
         &exp,
         &[r#"model.image={"kind":"conv_net","width":8,"depth":2}"#],
     );
-    let err = Distiller::new(&exp_other, trajs.clone())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Distiller::new(&exp_other, trajs.clone()).err().unwrap();
+    assert!(matches!(err, vl_distill::Error::Incompatible(_)), "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("was trained with image encoder convnet-w16-d2")
             && err.contains("configured for convnet-w8-d2"),

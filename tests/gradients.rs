@@ -254,7 +254,9 @@ fn check_second_order_with_steps(m: &TwoTower, text_dim: usize, side: usize, h: 
             image: log_lr[0].exp(),
             text: log_lr[1].exp(),
         };
-        let (snaps, _) = unroll_forward(m, &theta0, images, texts, &batches, lr).unwrap();
+        let snaps = unroll_forward(m, &theta0, images, texts, &batches, lr, 0)
+            .unwrap()
+            .snapshots;
         let (li, lt) = matching_loss(snaps.last().unwrap(), &theta0, &target).unwrap();
         li + lt
     };

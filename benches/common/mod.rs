@@ -163,13 +163,23 @@ pub fn student_step_seconds(
         text: 0.1,
     };
     let fwd = time(runs, || {
-        unroll_forward(model, theta, &images, &texts, &batches, lr).expect("unroll")
+        unroll_forward(model, theta, &images, &texts, &batches, lr, 0).expect("unroll")
     });
-    let (snaps, _) = unroll_forward(model, theta, &images, &texts, &batches, lr)?;
+    let snaps = unroll_forward(model, theta, &images, &texts, &batches, lr, 0)?.snapshots;
     let lambda = snaps[1].detach();
     let rev = with_graph_gradients(|| {
         Ok(time(runs, || {
-            reverse_sweep(model, &snaps, &images, &texts, &batches, lr, &lambda).expect("sweep")
+            reverse_sweep(
+                model,
+                &snaps,
+                Vec::new(),
+                &images,
+                &texts,
+                &batches,
+                lr,
+                &lambda,
+            )
+            .expect("sweep")
         }))
     })?;
     Ok((fwd, rev))

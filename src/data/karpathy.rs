@@ -30,6 +30,7 @@
 
 use super::{par_map, Dataset, Sample, Split};
 use crate::error::{Error, Result};
+use crate::io::read_json;
 use image::{imageops, ImageFormat, ImageReader, RgbImage};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -306,16 +307,6 @@ fn check_options(opts: &LoadOptions) -> Result<()> {
         return Err(Error::Config("image_size must be at least 1 pixel".into()));
     }
     Ok(())
-}
-
-/// Reads and parses a JSON file; parse and layout errors carry serde's
-/// line and column.
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
 }
 
 /// Trims captions and drops those left empty.

@@ -52,12 +52,13 @@
 use super::karpathy::square_rgb;
 use super::Split;
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -1080,21 +1081,6 @@ fn write_manifest(dest: &Path, m: &Manifest) -> Result<()> {
     let mut text = serde_json::to_string_pretty(m).expect("manifest serialises");
     text.push('\n');
     write_atomic(&dest.join(MANIFEST), text.as_bytes())
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so that
-/// `path` is either absent or complete.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.part"));
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().ok();
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Why one image could not be converted.

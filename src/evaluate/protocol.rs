@@ -130,6 +130,7 @@ impl Evaluator {
                 &self.train,
                 &self.sgd,
                 s,
+                None,
                 |_, _, _| {},
             )?;
             on_epoch(epoch + 1, loss);

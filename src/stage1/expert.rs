@@ -20,7 +20,7 @@ use crate::model::TwoTower;
 use crate::progress::Progress;
 use crate::seeds::derive_seed;
 use crate::stage1::forgetting::ForgettingCounts;
-use crate::stage1::sgd::{train_epoch_counted, SgdConfig, SgdState};
+use crate::stage1::sgd::{train_epoch, SgdConfig, SgdState};
 use crate::stage1::trajectory::{Trajectory, TrajectoryMeta, FORMAT_VERSION};
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
@@ -216,7 +216,7 @@ impl ExpertTrainer {
             .take()
             .filter(|c| c.len() == self.train.num_pairs())
             .unwrap_or_else(|| ForgettingCounts::new(self.train.num_pairs()));
-        let loss = train_epoch_counted(
+        let loss = train_epoch(
             &self.model,
             &mut params,
             &mut cur.sgd,

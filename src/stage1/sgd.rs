@@ -97,23 +97,11 @@ fn update(
     Ok((theta.add_scaled(&v, -lr)?.detach(), v.detach()))
 }
 
-/// One SGD step on the pairs `idx` of `data`; returns the loss before the step.
-pub fn sgd_step(
-    model: &TwoTower,
-    params: &mut TowerParams,
-    state: &mut SgdState,
-    data: &CaptionedImages,
-    idx: &[u32],
-    cfg: &SgdConfig,
-    seed: u64,
-) -> Result<f64> {
-    sgd_step_counted(model, params, state, data, idx, cfg, seed, None)
-}
-
-/// [`sgd_step`] that also records, in `counts`, which pairs of the batch
-/// were matched both ways before the step ([`crate::evaluate::coreset::batch_correct`]).
+/// One SGD step on the pairs `idx` of `data`; returns the loss before the
+/// step. With `counts`, also records which pairs of the batch were matched
+/// both ways before the step ([`batch_correct`]).
 #[allow(clippy::too_many_arguments)]
-pub fn sgd_step_counted(
+pub fn sgd_step(
     model: &TwoTower,
     params: &mut TowerParams,
     state: &mut SgdState,
@@ -223,25 +211,12 @@ fn batches_for(data: &CaptionedImages, cfg: &SgdConfig, seed: u64) -> Vec<Vec<u3
 }
 
 /// One epoch of SGD over the pairs of `data` (all of them, or
-/// `cfg.captions_per_image` captions of each image) in an order drawn from `seed`;
-/// `on_batch(i, n, loss)` is called after each of the `n` batches. Returns the
-/// mean loss.
-pub fn train_epoch(
-    model: &TwoTower,
-    params: &mut TowerParams,
-    state: &mut SgdState,
-    data: &CaptionedImages,
-    cfg: &SgdConfig,
-    seed: u64,
-    on_batch: impl FnMut(usize, usize, f64),
-) -> Result<f64> {
-    train_epoch_counted(model, params, state, data, cfg, seed, None, on_batch)
-}
-
-/// [`train_epoch`] that records forgetting events of every pair of `data`
-/// in `counts` (see [`ForgettingCounts`]).
+/// `cfg.captions_per_image` captions of each image) in an order drawn from
+/// `seed`; with `counts`, records the forgetting events of every pair (see
+/// [`ForgettingCounts`]). `on_batch(i, n, loss)` is called after each of the
+/// `n` batches. Returns the mean loss.
 #[allow(clippy::too_many_arguments)]
-pub fn train_epoch_counted(
+pub fn train_epoch(
     model: &TwoTower,
     params: &mut TowerParams,
     state: &mut SgdState,
@@ -260,7 +235,7 @@ pub fn train_epoch_counted(
     }
     let mut total = 0.0;
     for (i, b) in batches.iter().enumerate() {
-        let l = sgd_step_counted(
+        let l = sgd_step(
             model,
             params,
             state,

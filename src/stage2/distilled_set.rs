@@ -105,13 +105,13 @@ impl DistilledSet {
         let (_, _, h, w) = self.images.dims4()?;
         let (_, _, eh, ew) = exp.train.images.dims4()?;
         if (h, w) != (eh, ew) {
-            return Err(Error::Shape(format!(
+            return Err(Error::Incompatible(format!(
                 "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
             )));
         }
         let d = self.texts.dim(1)?;
         if d != exp.embeddings.dim {
-            return Err(Error::Shape(format!(
+            return Err(Error::Incompatible(format!(
                 "the distilled texts are {d}-d, text encoder {} gives {}-d embeddings",
                 exp.text_encoder, exp.embeddings.dim
             )));

@@ -136,54 +136,11 @@ impl Distiller {
         let cfg = exp.config.distill.clone();
         let need = cfg.max_start_epoch - 1 + cfg.expert_epochs;
         if experts.is_empty() {
-            return Err(Error::Config(
+            return Err(Error::Incompatible(
                 "distillation needs at least one expert".into(),
             ));
         }
-        let template = exp.model.init(0, &exp.device, DType::F32)?;
-        for t in &experts {
-            if t.epochs_done() < need {
-                return Err(Error::Config(format!(
-                    "expert {} has {} epochs; distillation needs {need}",
-                    t.meta.expert,
-                    t.epochs_done()
-                )));
-            }
-            let ours = exp.config.model.image.architecture();
-            let theirs = t.meta.model.image.architecture();
-            if theirs != ours {
-                return Err(Error::Config(format!(
-                    "expert {} was trained with image encoder {theirs}; this distiller is configured for {ours} \
-                     (train experts for it, or set model.image to match the trajectories)",
-                    t.meta.expert
-                )));
-            }
-            if t.meta.text_encoder != exp.text_encoder {
-                return Err(Error::Config(format!(
-                    "expert {} was trained on embeddings of text encoder {}; this distiller uses {}",
-                    t.meta.expert, t.meta.text_encoder, exp.text_encoder
-                )));
-            }
-            let first = t.epoch(0)?;
-            template.image.check_compatible(&first.image).map_err(|e| {
-                Error::Config(format!(
-                    "expert {} does not fit this model: {e}",
-                    t.meta.expert
-                ))
-            })?;
-            template.text.check_compatible(&first.text).map_err(|e| {
-                Error::Config(format!(
-                    "expert {} does not fit this model: {e}",
-                    t.meta.expert
-                ))
-            })?;
-            if t.meta.dataset_hash != exp.dataset.content_hash() {
-                return Err(Error::Config(format!(
-                    "expert {} was trained on another dataset ({})",
-                    t.meta.expert, t.meta.dataset
-                )));
-            }
-        }
+        check_experts(exp, &experts, need)?;
         let lr = TowerLr::from(&exp.config.experts);
         let set = DistilledSet::init(
             exp,
@@ -485,4 +442,55 @@ impl Distiller {
         progress.finish();
         Ok(&self.set)
     }
+}
+
+/// Checks that every expert fits the experiment: enough epochs (`need`),
+/// the same image encoder architecture, text encoder, parameter shapes and
+/// dataset.
+fn check_experts(exp: &Experiment, experts: &[Trajectory], need: usize) -> Result<()> {
+    let template = exp.model.init(0, &exp.device, DType::F32)?;
+    for t in experts {
+        if t.epochs_done() < need {
+            return Err(Error::Incompatible(format!(
+                "expert {} has {} epochs; distillation needs {need}",
+                t.meta.expert,
+                t.epochs_done()
+            )));
+        }
+        let ours = exp.config.model.image.architecture();
+        let theirs = t.meta.model.image.architecture();
+        if theirs != ours {
+            return Err(Error::Incompatible(format!(
+                "expert {} was trained with image encoder {theirs}; this distiller is configured for {ours} \
+                 (train experts for it, or set model.image to match the trajectories)",
+                t.meta.expert
+            )));
+        }
+        if t.meta.text_encoder != exp.text_encoder {
+            return Err(Error::Incompatible(format!(
+                "expert {} was trained on embeddings of text encoder {}; this distiller uses {}",
+                t.meta.expert, t.meta.text_encoder, exp.text_encoder
+            )));
+        }
+        let first = t.epoch(0)?;
+        template.image.check_compatible(&first.image).map_err(|e| {
+            Error::Incompatible(format!(
+                "expert {} does not fit this model: {e}",
+                t.meta.expert
+            ))
+        })?;
+        template.text.check_compatible(&first.text).map_err(|e| {
+            Error::Incompatible(format!(
+                "expert {} does not fit this model: {e}",
+                t.meta.expert
+            ))
+        })?;
+        if t.meta.dataset_hash != exp.dataset.content_hash() {
+            return Err(Error::Incompatible(format!(
+                "expert {} was trained on another dataset ({})",
+                t.meta.expert, t.meta.dataset
+            )));
+        }
+    }
+    Ok(())
 }

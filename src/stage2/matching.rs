@@ -4,9 +4,7 @@
 use crate::error::{Error, Result};
 use crate::model::{Modality, TowerParams, TwoTower};
 use crate::stage1::sgd::TowerLr;
-use crate::stage2::unroll::{
-    reverse_sweep_keeping, unroll_forward_keeping, StepBatch, UnrollGrads,
-};
+use crate::stage2::unroll::{reverse_sweep, unroll_forward, StepBatch, Unroll, UnrollGrads};
 use candle_core::Tensor;
 
 /// The bi-trajectory matching loss of a student end point against the
@@ -63,8 +61,11 @@ pub fn matching_gradient(
     lr: TowerLr,
     keep: usize,
 ) -> Result<MatchGradient> {
-    let (snaps, losses, graphs) =
-        unroll_forward_keeping(model, theta0, images, texts, batches, lr, keep)?;
+    let Unroll {
+        snapshots: snaps,
+        losses,
+        kept,
+    } = unroll_forward(model, theta0, images, texts, batches, lr, keep)?;
     let last = snaps.last().expect("N+1 snapshots");
     let (loss_image, loss_text) = matching_loss(last, theta0, target)?;
     // λ_N = ∂ℓ/∂θ̂_N = 2 (θ̂_N − θ*_target) / ‖θ*_start − θ*_target‖², per tower
@@ -72,7 +73,7 @@ pub fn matching_gradient(
         let denom = theta0.get(m).sq_dist(target.get(m))?;
         p.sub(target.get(m))?.scale(2.0 / denom)
     })?;
-    let grads = reverse_sweep_keeping(model, &snaps, images, texts, batches, lr, &lambda, graphs)?;
+    let grads = reverse_sweep(model, &snaps, kept, images, texts, batches, lr, &lambda)?;
     Ok(MatchGradient {
         loss_image,
         loss_text,

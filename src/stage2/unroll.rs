@@ -86,7 +86,7 @@ pub fn student_step(
 }
 
 /// One student step's graph kept from the forward pass for the reverse
-/// sweep, which then skips rebuilding it (see [`unroll_forward_keeping`]).
+/// sweep, which then skips rebuilding it (see [`unroll_forward`]).
 pub struct StepGraph {
     theta: TowerParams,
     images: Var,
@@ -131,7 +131,25 @@ fn step_graph(
     ))
 }
 
-/// Runs the N student steps from `theta0`; returns the N+1 snapshots and the N losses.
+/// The student's N unrolled steps: the snapshots θ_0 … θ_N, the N losses,
+/// and the graphs of the last steps kept for the reverse sweep.
+pub struct Unroll {
+    /// θ_0 … θ_N, detached.
+    pub snapshots: Vec<TowerParams>,
+    /// The contrastive loss of each step.
+    pub losses: Vec<f64>,
+    /// `kept[n]`: step n's graph when it was kept (the last `keep` steps).
+    pub kept: Vec<Option<StepGraph>>,
+}
+
+/// Runs the N student steps from `theta0`, keeping the graphs of the last
+/// `keep` steps (built as the reverse sweep would build them; must run inside
+/// [`with_graph_gradients`](crate::second_order::with_graph_gradients)
+/// when `keep > 0`). [`reverse_sweep`] then skips rebuilding those
+/// steps: each kept step saves one forward and one backward pass, and holds
+/// its activations and gradient graph until the sweep reaches it, so memory
+/// grows with `keep`, never with N beyond it. The values are the same
+/// either way.
 pub fn unroll_forward(
     model: &TwoTower,
     theta0: &TowerParams,
@@ -139,29 +157,8 @@ pub fn unroll_forward(
     texts: &Tensor,
     batches: &[StepBatch],
     lr: TowerLr,
-) -> Result<(Vec<TowerParams>, Vec<f64>)> {
-    let (snaps, losses, _) = unroll_forward_keeping(model, theta0, images, texts, batches, lr, 0)?;
-    Ok((snaps, losses))
-}
-
-/// [`unroll_forward`] that also keeps the graphs of the last `keep` steps
-/// (built as the reverse sweep would build them; must run inside
-/// [`with_graph_gradients`](crate::second_order::with_graph_gradients)
-/// when `keep > 0`). [`reverse_sweep_keeping`] then skips rebuilding those
-/// steps: each kept step saves one forward and one backward pass, and holds
-/// its activations and gradient graph until the sweep reaches it, so memory
-/// grows with `keep`, never with N beyond it. The values are the same
-/// either way.
-#[allow(clippy::type_complexity)]
-pub fn unroll_forward_keeping(
-    model: &TwoTower,
-    theta0: &TowerParams,
-    images: &Tensor,
-    texts: &Tensor,
-    batches: &[StepBatch],
-    lr: TowerLr,
     keep: usize,
-) -> Result<(Vec<TowerParams>, Vec<f64>, Vec<Option<StepGraph>>)> {
+) -> Result<Unroll> {
     if keep > 0 {
         ensure_graph_gradients()?;
     }
@@ -191,39 +188,33 @@ pub fn unroll_forward_keeping(
         losses.push(l);
         graphs.push(graph);
     }
-    Ok((snaps, losses, graphs))
+    Ok(Unroll {
+        snapshots: snaps,
+        losses,
+        kept: graphs,
+    })
 }
 
 /// The exact gradient of ℓ(θ_N) through the unrolled steps, given the
-/// snapshots from [`unroll_forward`] and `lambda = ∂ℓ/∂θ_N`. Must run on a
+/// `snapshots` from [`unroll_forward`] and `lambda = ∂ℓ/∂θ_N`. The step
+/// graphs in `kept` (`kept[n]`, or `None` to rebuild step n; empty to
+/// rebuild every step) are used and released one by one. Must run on a
 /// thread prepared by [`with_graph_gradients`](crate::second_order::with_graph_gradients).
+#[allow(clippy::too_many_arguments)]
 pub fn reverse_sweep(
     model: &TwoTower,
     snapshots: &[TowerParams],
+    kept: Vec<Option<StepGraph>>,
     images: &Tensor,
     texts: &Tensor,
     batches: &[StepBatch],
     lr: TowerLr,
     lambda: &TowerParams,
 ) -> Result<UnrollGrads> {
-    let none = (0..batches.len()).map(|_| None).collect();
-    reverse_sweep_keeping(model, snapshots, images, texts, batches, lr, lambda, none)
-}
-
-/// [`reverse_sweep`] that uses the step graphs kept by
-/// [`unroll_forward_keeping`] (`graphs[n]`, or `None` to rebuild step n),
-/// releasing each once used.
-#[allow(clippy::too_many_arguments)]
-pub fn reverse_sweep_keeping(
-    model: &TwoTower,
-    snapshots: &[TowerParams],
-    images: &Tensor,
-    texts: &Tensor,
-    batches: &[StepBatch],
-    lr: TowerLr,
-    lambda: &TowerParams,
-    mut graphs: Vec<Option<StepGraph>>,
-) -> Result<UnrollGrads> {
+    let mut graphs = kept;
+    if graphs.is_empty() {
+        graphs = (0..batches.len()).map(|_| None).collect();
+    }
     ensure_graph_gradients()?;
     if graphs.len() != batches.len() {
         return Err(Error::Shape(format!(

@@ -35,11 +35,12 @@
 
 use super::checkpoint::{
     check_architecture, configure_tokenizer, encode_batched, identity_digest, l2_normalize,
-    load_tokenizer_json, masked_mean, max_token_id, read_json, safetensors_shapes, token_string,
-    tokenize, var_builder, ModelFolder, TokenBatch,
+    load_tokenizer_json, masked_mean, max_token_id, safetensors_shapes, token_string, tokenize,
+    var_builder, ModelFolder, TokenBatch,
 };
 use super::{EncoderOptions, Pooling, TextEncoder};
 use crate::error::{Error, Result};
+use crate::io::read_json;
 use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::bert::{self, BertModel, HiddenAct};
 use serde::Deserialize;

@@ -6,7 +6,6 @@
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use candle_core::{DType, Device, Tensor, D};
-use serde::de::DeserializeOwned;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
@@ -82,15 +81,6 @@ impl ModelFolder {
             clean
         }
     }
-}
-
-/// Reads and parses a JSON file, naming it on failure.
-pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json {
-        path: path.into(),
-        message: e.to_string(),
-    })
 }
 
 /// A string token in a `tokenizer_config.json` (`"[PAD]"` or

@@ -35,11 +35,12 @@
 
 use super::checkpoint::{
     check_architecture, check_shape, configure_tokenizer, encode_batched, identity_digest,
-    l2_normalize, load_tokenizer_json, max_token_id, read_json, safetensors_shapes, token_string,
-    tokenize, var_builder, ModelFolder, TokenBatch,
+    l2_normalize, load_tokenizer_json, max_token_id, safetensors_shapes, token_string, tokenize,
+    var_builder, ModelFolder, TokenBatch,
 };
 use super::{EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
+use crate::io::read_json;
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
 use candle_transformers::models::clip::text_model::{
