@@ -16,6 +16,7 @@ mod validate;
 
 pub use presets::*;
 pub use schema::*;
+pub use validate::{check_convnet_depth, check_text_encoder};
 
 #[cfg(test)]
 mod tests {

@@ -366,12 +366,7 @@ impl Config {
     /// folder); `hashed` drops a model folder set for another encoder.
     /// Returns the folder chosen for `bert` this way, if any.
     pub fn set_text_encoder(&mut self, kind: &str) -> Result<Option<PathBuf>> {
-        if !TEXT_ENCODERS.contains(&kind) {
-            return Err(Error::Config(format!(
-                "unknown text encoder {kind:?} (available: {})",
-                TEXT_ENCODERS.join(", ")
-            )));
-        }
+        check_text_encoder(kind)?;
         self.text.encoder = kind.into();
         let mut chosen = None;
         match kind {

@@ -4,6 +4,28 @@
 use super::*;
 use crate::error::{Error, Result};
 
+/// Checks that `name` is a text encoder ([`TEXT_ENCODERS`]).
+pub fn check_text_encoder(name: &str) -> Result<()> {
+    if TEXT_ENCODERS.contains(&name) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "unknown text encoder {name:?} (available: {})",
+        TEXT_ENCODERS.join(", ")
+    )))
+}
+
+/// Checks that a ConvNet of `depth` blocks (each halving the side) fits
+/// images of `image_size` px.
+pub fn check_convnet_depth(depth: usize, image_size: usize) -> Result<()> {
+    if depth >= usize::BITS as usize || image_size >> depth == 0 {
+        return Err(Error::Config(format!(
+            "ConvNet depth {depth} is too deep for {image_size} px images"
+        )));
+    }
+    Ok(())
+}
+
 impl TextConfig {
     /// Checks the encoder name and that the options fit it (the model
     /// folder itself is read by [`crate::text::from_config`]).
@@ -58,12 +80,7 @@ impl TextConfig {
                     return bad("text.batch_size must be > 0".into());
                 }
             }
-            other => {
-                return bad(format!(
-                    "unknown text encoder {other:?} (available: {})",
-                    TEXT_ENCODERS.join(", ")
-                ))
-            }
+            other => check_text_encoder(other)?,
         }
         Ok(())
     }
@@ -78,10 +95,8 @@ impl ImageEncoderConfig {
                 if *width == 0 || *depth == 0 {
                     return bad("width and depth must be > 0".into());
                 }
-                if image_size >> depth == 0 {
-                    return bad(format!(
-                        "ConvNet depth {depth} is too deep for {image_size} px images"
-                    ));
+                if let Err(Error::Config(m)) = check_convnet_depth(*depth, image_size) {
+                    return bad(m);
                 }
             }
             ImageEncoderConfig::Vit { .. } | ImageEncoderConfig::VitLora { .. } => {

@@ -30,7 +30,7 @@ pub use text_tower::TextTower;
 pub use vit::{Vit, VitCfg};
 
 use crate::config::{EncoderSize, ImageEncoderConfig, ModelConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -104,11 +104,7 @@ pub fn image_encoder(cfg: &ImageEncoderConfig, image_size: usize) -> Result<Box<
     };
     match cfg {
         ImageEncoderConfig::ConvNet { width, depth } => {
-            if image_size >> depth == 0 {
-                return Err(Error::Config(format!(
-                    "ConvNet depth {depth} is too deep for {image_size} px images"
-                )));
-            }
+            crate::config::check_convnet_depth(*depth, image_size)?;
             Ok(Box::new(ConvNet::new(*width, *depth, image_size)))
         }
         ImageEncoderConfig::NfResnet50 { size, .. } => {

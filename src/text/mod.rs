@@ -141,12 +141,9 @@ pub fn from_config(cfg: &TextConfig) -> Result<Box<dyn TextEncoder>> {
             &EncoderOptions::from_config(cfg)?,
             &crate::device::best(),
         )?)),
-        other => Err(Error::Config(format!(
-            "unknown text encoder {other:?} (available: {})",
-            ENCODERS.join(", ")
-        ))),
+        other => {
+            crate::config::check_text_encoder(other)?;
+            unreachable!("every text encoder is matched above")
+        }
     }
 }
-
-/// The names [`from_config`] accepts.
-pub const ENCODERS: [&str; 3] = ["hashed", "bert", "clip"];
