@@ -34,9 +34,10 @@
 //! not be reused for anything trained.
 
 use super::checkpoint::{
-    check_architecture, configure_tokenizer, encode_batched, identity_digest, l2_normalize,
-    load_tokenizer_json, masked_mean, max_token_id, safetensors_shapes, token_string, tokenize,
-    var_builder, ModelFolder, TokenBatch,
+    apply_max_len, check_architecture, check_vocab_covers, encode_batched, identity_digest,
+    l2_normalize, load_tokenizer_json, masked_mean, max_token_id, safetensors_shapes, tokenize,
+    var_builder, weight_prefix, weights_misfit, ModelFolder, TensorShapes, TokenBatch,
+    TokenizerConfig,
 };
 use super::{EncoderOptions, Pooling, TextEncoder};
 use crate::error::{Error, Result};
@@ -90,8 +91,37 @@ impl Default for HfBertConfig {
 }
 
 impl HfBertConfig {
+    /// Reads `config.json` and converts it to candle-transformers' config.
+    fn read(path: &Path) -> Result<bert::Config> {
+        let hf: HfBertConfig = read_json(path)?;
+        hf.to_candle(path)
+    }
+
     /// candle-transformers' config, or an error naming `path`.
     fn to_candle(&self, path: &Path) -> Result<bert::Config> {
+        let hidden_act = self.check(path)?;
+        Ok(bert::Config {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            intermediate_size: self.intermediate_size,
+            hidden_act,
+            hidden_dropout_prob: 0.0,
+            max_position_embeddings: self.max_position_embeddings,
+            type_vocab_size: self.type_vocab_size,
+            initializer_range: 0.02,
+            layer_norm_eps: self.layer_norm_eps,
+            pad_token_id: self.pad_token_id.unwrap_or(0),
+            position_embedding_type: bert::PositionEmbeddingType::Absolute,
+            use_cache: false,
+            classifier_dropout: None,
+            model_type: Some("bert".into()),
+        })
+    }
+
+    /// Checks the fields candle-transformers' BERT supports; returns its activation.
+    fn check(&self, path: &Path) -> Result<HiddenAct> {
         let bad = |m: String| Err(Error::bad_file(path, m));
         if let Some(t) = &self.model_type {
             if t != "bert" {
@@ -129,24 +159,7 @@ impl HfBertConfig {
         if self.max_position_embeddings == 0 || self.vocab_size == 0 {
             return bad("vocab_size and max_position_embeddings must be > 0".into());
         }
-        Ok(bert::Config {
-            vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            intermediate_size: self.intermediate_size,
-            hidden_act,
-            hidden_dropout_prob: 0.0,
-            max_position_embeddings: self.max_position_embeddings,
-            type_vocab_size: self.type_vocab_size,
-            initializer_range: 0.02,
-            layer_norm_eps: self.layer_norm_eps,
-            pad_token_id: self.pad_token_id.unwrap_or(0),
-            position_embedding_type: bert::PositionEmbeddingType::Absolute,
-            use_cache: false,
-            classifier_dropout: None,
-            model_type: Some("bert".into()),
-        })
+        Ok(hidden_act)
     }
 }
 
@@ -204,28 +217,15 @@ fn sentence_transformers_layout(
             }
         }
     }
-    let model_dir = model_dir.ok_or_else(|| {
+    let missing = |module: &str| {
         Error::bad_file(
             &modules_path,
-            "lists no sentence_transformers Transformer module",
+            format!("lists no sentence_transformers {module} module"),
         )
-    })?;
-    let pooling = pooling.ok_or_else(|| {
-        Error::bad_file(
-            &modules_path,
-            "lists no sentence_transformers Pooling module",
-        )
-    })?;
-    let mut max_seq_length = None;
-    let st_cfg = model_dir.join("sentence_bert_config.json");
-    if st_cfg.is_file() {
-        let v: serde_json::Value = read_json(&st_cfg)?;
-        max_seq_length = v
-            .get("max_seq_length")
-            .and_then(|x| x.as_u64())
-            .map(|x| x as usize);
-        files.push(st_cfg);
-    }
+    };
+    let model_dir = model_dir.ok_or_else(|| missing("Transformer"))?;
+    let pooling = pooling.ok_or_else(|| missing("Pooling"))?;
+    let max_seq_length = read_max_seq_length(&model_dir, &mut files)?;
     Ok(Some(SentenceTransformersLayout {
         model_dir,
         pooling,
@@ -233,6 +233,20 @@ fn sentence_transformers_layout(
         max_seq_length,
         files,
     }))
+}
+
+/// The `max_seq_length` of `sentence_bert_config.json` in `model_dir`, when
+/// that file is there (then added to `files`).
+fn read_max_seq_length(model_dir: &Path, files: &mut Vec<PathBuf>) -> Result<Option<usize>> {
+    let st_cfg = model_dir.join("sentence_bert_config.json");
+    if !st_cfg.is_file() {
+        return Ok(None);
+    }
+    let v: serde_json::Value = read_json(&st_cfg)?;
+    files.push(st_cfg);
+    Ok(v.get("max_seq_length")
+        .and_then(|x| x.as_u64())
+        .map(|x| x as usize))
 }
 
 /// The pooling mode of a sentence-transformers `1_Pooling/config.json`.
@@ -308,6 +322,158 @@ fn wordpiece_tokenizer(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     Ok(tok)
 }
 
+/// Loads `tokenizer.json`, else builds a WordPiece tokenizer from
+/// `vocab.txt`; returns it with the file it was read from.
+fn load_bert_tokenizer(
+    folder: &ModelFolder,
+    tok_config: &TokenizerConfig,
+) -> Result<(Tokenizer, PathBuf)> {
+    if let Some(path) = folder.optional("tokenizer.json") {
+        return Ok((load_tokenizer_json(&path)?, path));
+    }
+    let vocab = folder.optional("vocab.txt").ok_or_else(|| {
+        Error::Config(format!(
+            "text encoder folder {} has no tokenizer.json (nor vocab.txt)",
+            folder.root.display()
+        ))
+    })?;
+    let lowercase = tok_config.flag("do_lower_case").unwrap_or(true);
+    Ok((wordpiece_tokenizer(&vocab, lowercase)?, vocab))
+}
+
+/// The pad id: the tokenizer's padding id, else the id of
+/// `tokenizer_config.json`'s `pad_token` (default `[PAD]`), else `fallback`.
+fn bert_pad_id(tokenizer: &Tokenizer, tok_config: &TokenizerConfig, fallback: usize) -> u32 {
+    tokenizer
+        .get_padding()
+        .map(|p| p.pad_id)
+        .or_else(|| {
+            let name = tok_config
+                .token("pad_token")
+                .unwrap_or_else(|| "[PAD]".into());
+            tokenizer.token_to_id(&name)
+        })
+        .unwrap_or(fallback as u32)
+}
+
+/// The max length: the options', else the folder's `max_seq_length` (else
+/// [`DEFAULT_MAX_LEN`]) capped at `max_position_embeddings`.
+fn resolve_max_len(
+    opts: &EncoderOptions,
+    st: Option<&SentenceTransformersLayout>,
+    max_position_embeddings: usize,
+) -> usize {
+    match opts.max_len {
+        Some(m) => m,
+        None => st
+            .and_then(|s| s.max_seq_length)
+            .unwrap_or(DEFAULT_MAX_LEN)
+            .min(max_position_embeddings),
+    }
+}
+
+/// Pooling and normalisation: the options', else the sentence-transformers
+/// folder's, else `cls` without normalisation.
+fn resolve_pooling(
+    opts: &EncoderOptions,
+    st: Option<&SentenceTransformersLayout>,
+) -> (Pooling, bool) {
+    let pooling = opts
+        .pooling
+        .or(st.map(|s| s.pooling))
+        .unwrap_or(Pooling::Cls);
+    let normalize = opts.normalize.or(st.map(|s| s.normalize)).unwrap_or(false);
+    (pooling, normalize)
+}
+
+/// The word-embedding tensor every BERT checkpoint has.
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
+/// Loads the `BertModel` from `weights` (with or without the `bert.` prefix)
+/// after checking its tensor shapes against `config`.
+fn load_bert_weights(
+    weights: &Path,
+    config_path: &Path,
+    config: &bert::Config,
+    device: &Device,
+) -> Result<BertModel> {
+    let shapes = safetensors_shapes(weights)?;
+    let prefix = weight_prefix(&shapes, WORD_EMBEDDINGS, &["", "bert."]).ok_or_else(|| {
+        Error::bad_file(
+            weights,
+            format!(
+                "has neither {WORD_EMBEDDINGS} nor bert.{WORD_EMBEDDINGS}: not a BERT checkpoint"
+            ),
+        )
+    })?;
+    check_bert_shapes(&shapes, weights, config_path, prefix, config)?;
+    let vb = var_builder(weights, device)?;
+    let vb = if prefix.is_empty() { vb } else { vb.pp("bert") };
+    BertModel::load(vb, config).map_err(|e| weights_misfit(weights, config_path, e))
+}
+
+/// Checks the embedding, layer and layer-count shapes of the weights
+/// (tensors under `prefix`) against `config`.
+fn check_bert_shapes(
+    shapes: &TensorShapes,
+    weights: &Path,
+    config_path: &Path,
+    prefix: &str,
+    config: &bert::Config,
+) -> Result<()> {
+    let h = config.hidden_size;
+    let checks = [
+        (
+            WORD_EMBEDDINGS,
+            vec![config.vocab_size, h],
+            "vocab_size × hidden_size",
+        ),
+        (
+            "embeddings.position_embeddings.weight",
+            vec![config.max_position_embeddings, h],
+            "max_position_embeddings × hidden_size",
+        ),
+        (
+            "embeddings.token_type_embeddings.weight",
+            vec![config.type_vocab_size, h],
+            "type_vocab_size × hidden_size",
+        ),
+        (
+            "encoder.layer.0.intermediate.dense.weight",
+            vec![config.intermediate_size, h],
+            "intermediate_size × hidden_size",
+        ),
+    ];
+    check_architecture(
+        shapes,
+        weights,
+        config_path,
+        prefix,
+        &checks,
+        config.num_hidden_layers,
+        |n| format!("encoder.layer.{n}.output.dense.weight"),
+    )
+}
+
+/// The encoder's id: the folder's label, pooling, normalisation, max length
+/// and the digest of `files` and the weights.
+fn bert_id(
+    root: &ModelFolder,
+    files: &[PathBuf],
+    weights: &Path,
+    pooling: Pooling,
+    normalize: bool,
+    max_len: usize,
+) -> Result<String> {
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let digest = identity_digest(&paths, weights)?;
+    Ok(format!(
+        "bert-{}-{pooling}-{}-len{max_len}-{digest}",
+        root.label(),
+        if normalize { "l2" } else { "raw" },
+    ))
+}
+
 /// A frozen BERT-family sentence encoder loaded from a local folder (see the
 /// [module docs](self) for the layout).
 pub struct BertEncoder {
@@ -349,150 +515,35 @@ impl BertEncoder {
         };
         let config_path = folder.require("config.json")?;
         let weights_path = folder.require("model.safetensors")?;
-        let hf: HfBertConfig = read_json(&config_path)?;
-        let config = hf.to_candle(&config_path)?;
+        let config = HfBertConfig::read(&config_path)?;
 
-        // tokenizer.json, else a WordPiece tokenizer from vocab.txt
-        let mut digest_files = vec![config_path.clone()];
-        let tok_config_path = folder.optional("tokenizer_config.json");
-        let tok_config: Option<serde_json::Value> =
-            tok_config_path.as_deref().map(read_json).transpose()?;
-        let (mut tokenizer, tokenizer_path) = match folder.optional("tokenizer.json") {
-            Some(p) => (load_tokenizer_json(&p)?, p),
-            None => {
-                let vocab = folder.optional("vocab.txt").ok_or_else(|| {
-                    Error::Config(format!(
-                        "text encoder folder {} has no tokenizer.json (nor vocab.txt)",
-                        folder.root.display()
-                    ))
-                })?;
-                let lowercase = tok_config
-                    .as_ref()
-                    .and_then(|c| c.get("do_lower_case"))
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(true);
-                (wordpiece_tokenizer(&vocab, lowercase)?, vocab)
-            }
-        };
-        digest_files.push(tokenizer_path.clone());
-        digest_files.extend(tok_config_path);
-        if let Some(s) = &st {
-            digest_files.extend(s.files.iter().cloned());
-        }
-
-        let top = max_token_id(&tokenizer).unwrap_or(0) as usize;
-        if top >= config.vocab_size {
-            return Err(Error::bad_file(
-                &tokenizer_path,
-                format!(
-                    "token ids go up to {top} but {}'s vocab_size is {} (the model has no \
-                     embedding for them)",
-                    config_path.display(),
-                    config.vocab_size
-                ),
-            ));
-        }
-
+        let tok_config = TokenizerConfig::read(&folder)?;
+        let (mut tokenizer, tokenizer_path) = load_bert_tokenizer(&folder, &tok_config)?;
+        let top = max_token_id(&tokenizer).unwrap_or(0);
+        check_vocab_covers(top, config.vocab_size, &tokenizer_path, &config_path)?;
         let mpe = config.max_position_embeddings;
-        let max_len = match opts.max_len {
-            Some(m) => m,
-            None => st
-                .as_ref()
-                .and_then(|s| s.max_seq_length)
-                .unwrap_or(DEFAULT_MAX_LEN)
-                .min(mpe),
-        };
-        if max_len < 2 || max_len > mpe {
-            return Err(Error::Config(format!(
-                "text.max_len {max_len} must be in 2..={mpe} (max_position_embeddings of {})",
-                config_path.display()
-            )));
-        }
-        configure_tokenizer(&mut tokenizer, max_len, &tokenizer_path)?;
+        let max_len = resolve_max_len(opts, st.as_ref(), mpe);
+        apply_max_len(&mut tokenizer, max_len, mpe, &config_path, &tokenizer_path)?;
+        let pad_id = bert_pad_id(&tokenizer, &tok_config, config.pad_token_id);
 
-        let pad_id = tokenizer
-            .get_padding()
-            .map(|p| p.pad_id)
-            .or_else(|| {
-                let name = tok_config
-                    .as_ref()
-                    .and_then(|c| c.get("pad_token"))
-                    .and_then(token_string)
-                    .unwrap_or_else(|| "[PAD]".into());
-                tokenizer.token_to_id(&name)
-            })
-            .unwrap_or(config.pad_token_id as u32);
-
-        // weights: with or without the `bert.` prefix, shapes checked first
-        let shapes = safetensors_shapes(&weights_path)?;
-        let word = "embeddings.word_embeddings.weight";
-        let prefix = if shapes.contains_key(word) {
-            ""
-        } else if shapes.contains_key(&format!("bert.{word}")) {
-            "bert."
-        } else {
-            return Err(Error::bad_file(
-                &weights_path,
-                format!("has neither {word} nor bert.{word}: not a BERT checkpoint"),
-            ));
-        };
-        let h = config.hidden_size;
-        let checks = [
-            (word, vec![config.vocab_size, h], "vocab_size × hidden_size"),
-            (
-                "embeddings.position_embeddings.weight",
-                vec![mpe, h],
-                "max_position_embeddings × hidden_size",
-            ),
-            (
-                "embeddings.token_type_embeddings.weight",
-                vec![config.type_vocab_size, h],
-                "type_vocab_size × hidden_size",
-            ),
-            (
-                "encoder.layer.0.intermediate.dense.weight",
-                vec![config.intermediate_size, h],
-                "intermediate_size × hidden_size",
-            ),
-        ];
-        check_architecture(
-            &shapes,
+        let model = load_bert_weights(&weights_path, &config_path, &config, device)?;
+        let (pooling, normalize) = resolve_pooling(opts, st.as_ref());
+        let mut digest_files = vec![config_path, tokenizer_path.clone()];
+        digest_files.extend(tok_config.path);
+        digest_files.extend(st.into_iter().flat_map(|s| s.files));
+        let id = bert_id(
+            &root,
+            &digest_files,
             &weights_path,
-            &config_path,
-            prefix,
-            &checks,
-            config.num_hidden_layers,
-            |n| format!("encoder.layer.{n}.output.dense.weight"),
+            pooling,
+            normalize,
+            max_len,
         )?;
-        let vb = var_builder(&weights_path, device)?;
-        let vb = if prefix.is_empty() { vb } else { vb.pp("bert") };
-        let model = BertModel::load(vb, &config).map_err(|e| {
-            Error::bad_file(
-                &weights_path,
-                format!("does not fit {}: {e}", config_path.display()),
-            )
-        })?;
-
-        let pooling = opts
-            .pooling
-            .or(st.as_ref().map(|s| s.pooling))
-            .unwrap_or(Pooling::Cls);
-        let normalize = opts
-            .normalize
-            .or(st.as_ref().map(|s| s.normalize))
-            .unwrap_or(false);
-        let paths: Vec<&Path> = digest_files.iter().map(PathBuf::as_path).collect();
-        let digest = identity_digest(&paths, &weights_path)?;
-        let id = format!(
-            "bert-{}-{pooling}-{}-len{max_len}-{digest}",
-            root.label(),
-            if normalize { "l2" } else { "raw" },
-        );
         Ok(BertEncoder {
             model,
             tokenizer,
             tokenizer_path,
-            hidden_size: h,
+            hidden_size: config.hidden_size,
             pooling,
             normalize,
             max_len,

@@ -4,14 +4,19 @@
 //! batches, pooling helpers and the batched encoding loop.
 
 use crate::error::{Error, Result};
+use crate::io::read_json;
 use crate::progress::Progress;
 use candle_core::{DType, Device, Tensor, D};
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
 /// How much of the weights file enters the identity digest at each end.
 pub(crate) const DIGEST_EDGE: u64 = 1 << 20;
+
+/// Tensor shapes by name, as read from a safetensors header.
+pub(crate) type TensorShapes = HashMap<String, Vec<usize>>;
 
 /// A local model folder (no hub: everything is read from disk).
 #[derive(Debug, Clone)]
@@ -83,6 +88,33 @@ impl ModelFolder {
     }
 }
 
+/// A folder's optional `tokenizer_config.json`: its path and its contents.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenizerConfig {
+    /// The file, when the folder has one (it enters the identity digest).
+    pub path: Option<PathBuf>,
+    value: Option<serde_json::Value>,
+}
+
+impl TokenizerConfig {
+    /// Reads the folder's `tokenizer_config.json`, when it has one.
+    pub fn read(folder: &ModelFolder) -> Result<Self> {
+        let path = folder.optional("tokenizer_config.json");
+        let value = path.as_deref().map(read_json).transpose()?;
+        Ok(TokenizerConfig { path, value })
+    }
+
+    /// The special token named by `key` (e.g. `"pad_token"`), as a string.
+    pub fn token(&self, key: &str) -> Option<String> {
+        self.value.as_ref()?.get(key).and_then(token_string)
+    }
+
+    /// The boolean under `key` (e.g. `"do_lower_case"`).
+    pub fn flag(&self, key: &str) -> Option<bool> {
+        self.value.as_ref()?.get(key)?.as_bool()
+    }
+}
+
 /// A string token in a `tokenizer_config.json` (`"[PAD]"` or
 /// `{"content": "[PAD]", ...}`).
 pub(crate) fn token_string(v: &serde_json::Value) -> Option<String> {
@@ -94,11 +126,11 @@ pub(crate) fn token_string(v: &serde_json::Value) -> Option<String> {
 }
 
 /// The digest of everything the embeddings depend on: the small files in
-/// full, and the weights file by its size and its first and last MiB.
-/// Hashing a 440 MB file in full on every start would take seconds; a
-/// different checkpoint of the same architecture differs in its first MiB
-/// (the safetensors header and the first tensors), and a fine-tuned one in
-/// its last MiB too.
+/// full, and the weights file by its size and its first and last
+/// [`DIGEST_EDGE`] bytes only, not the bytes in between: a different
+/// checkpoint of the same architecture differs in its first bytes (the
+/// safetensors header and the first tensors), and a fine-tuned one in its
+/// last bytes too.
 pub(crate) fn identity_digest(files: &[&Path], weights: &Path) -> Result<String> {
     let mut bytes = Vec::new();
     for f in files {
@@ -128,9 +160,7 @@ pub(crate) fn identity_digest(files: &[&Path], weights: &Path) -> Result<String>
 
 /// The shapes of the tensors in a safetensors file, read from its header
 /// only (no tensor data).
-pub(crate) fn safetensors_shapes(
-    path: &Path,
-) -> Result<std::collections::HashMap<String, Vec<usize>>> {
+pub(crate) fn safetensors_shapes(path: &Path) -> Result<TensorShapes> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut n = [0u8; 8];
     file.read_exact(&mut n)
@@ -151,7 +181,7 @@ pub(crate) fn safetensors_shapes(
     let obj = value
         .as_object()
         .ok_or_else(|| Error::bad_file(path, "bad safetensors header: not an object"))?;
-    let mut shapes = std::collections::HashMap::new();
+    let mut shapes = TensorShapes::new();
     for (name, info) in obj {
         if name == "__metadata__" {
             continue;
@@ -175,7 +205,7 @@ pub(crate) fn safetensors_shapes(
 /// Checks that tensor `name` has `want` as its shape, naming the file, the
 /// config file and both shapes otherwise.
 pub(crate) fn check_shape(
-    shapes: &std::collections::HashMap<String, Vec<usize>>,
+    shapes: &TensorShapes,
     weights: &Path,
     name: &str,
     want: &[usize],
@@ -200,7 +230,7 @@ pub(crate) fn check_shape(
 /// that shape (`encoder.*` ones only when the model has layers), and
 /// `layer_key(num_layers)` — a tensor of the layer after the last — must not.
 pub(crate) fn check_architecture(
-    shapes: &std::collections::HashMap<String, Vec<usize>>,
+    shapes: &TensorShapes,
     weights: &Path,
     config: &Path,
     prefix: &str,
@@ -232,6 +262,23 @@ pub(crate) fn check_architecture(
         ));
     }
     Ok(())
+}
+
+/// The first of `prefixes` under which the weights have tensor `name`.
+pub(crate) fn weight_prefix<'a>(
+    shapes: &TensorShapes,
+    name: &str,
+    prefixes: &[&'a str],
+) -> Option<&'a str> {
+    prefixes
+        .iter()
+        .copied()
+        .find(|p| shapes.contains_key(&format!("{p}{name}")))
+}
+
+/// The error for weights that candle cannot build the model of `config` from.
+pub(crate) fn weights_misfit(weights: &Path, config: &Path, e: candle_core::Error) -> Error {
+    Error::bad_file(weights, format!("does not fit {}: {e}", config.display()))
 }
 
 /// Loads the tensors of a safetensors file for a candle model (f32 on
@@ -267,6 +314,45 @@ pub(crate) fn configure_tokenizer(tok: &mut Tokenizer, max_len: usize, path: &Pa
 /// The largest token id the tokenizer can produce (added tokens included).
 pub(crate) fn max_token_id(tok: &Tokenizer) -> Option<u32> {
     tok.get_vocab(true).values().copied().max()
+}
+
+/// Checks that token ids up to `top` have an embedding row, i.e. are below
+/// the `vocab_size` of the model config.
+pub(crate) fn check_vocab_covers(
+    top: u32,
+    vocab_size: usize,
+    tokenizer: &Path,
+    config: &Path,
+) -> Result<()> {
+    if top as usize >= vocab_size {
+        return Err(Error::bad_file(
+            tokenizer,
+            format!(
+                "token ids go up to {top} but {}'s vocab_size is {vocab_size} (the model has \
+                 no embedding for them)",
+                config.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `max_len` against the model's `max_position_embeddings` (`mpe`)
+/// and configures the tokenizer to truncate to it.
+pub(crate) fn apply_max_len(
+    tok: &mut Tokenizer,
+    max_len: usize,
+    mpe: usize,
+    config: &Path,
+    tokenizer: &Path,
+) -> Result<()> {
+    if max_len < 2 || max_len > mpe {
+        return Err(Error::Config(format!(
+            "text.max_len {max_len} must be in 2..={mpe} (max_position_embeddings of {})",
+            config.display()
+        )));
+    }
+    configure_tokenizer(tok, max_len, tokenizer)
 }
 
 /// Token ids of `texts` (special tokens added, truncated as configured).

@@ -34,9 +34,10 @@
 //! pass, fine for captions encoded once.
 
 use super::checkpoint::{
-    check_architecture, check_shape, configure_tokenizer, encode_batched, identity_digest,
-    l2_normalize, load_tokenizer_json, max_token_id, safetensors_shapes, token_string, tokenize,
-    var_builder, ModelFolder, TokenBatch,
+    apply_max_len, check_architecture, check_shape, check_vocab_covers, encode_batched,
+    identity_digest, l2_normalize, load_tokenizer_json, max_token_id, safetensors_shapes, tokenize,
+    var_builder, weight_prefix, weights_misfit, ModelFolder, TensorShapes, TokenBatch,
+    TokenizerConfig,
 };
 use super::{EncoderOptions, TextEncoder};
 use crate::error::{Error, Result};
@@ -86,9 +87,35 @@ impl Default for HfClipTextConfig {
     }
 }
 
-/// Reads `config.json`: a CLIPTextConfig, or a CLIPConfig whose
-/// `text_config` it takes (with the top-level `projection_dim`).
+impl HfClipTextConfig {
+    /// candle-transformers' config (quick_gelu, the only activation it reads here).
+    fn to_candle(&self) -> ClipTextConfig {
+        ClipTextConfig {
+            vocab_size: self.vocab_size,
+            embed_dim: self.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: self.intermediate_size,
+            max_position_embeddings: self.max_position_embeddings,
+            pad_with: None,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            projection_dim: self.projection_dim,
+        }
+    }
+}
+
+/// Reads `config.json` (see [`parse_clip_config`]) and checks that
+/// candle-transformers' CLIP text model supports it.
 fn read_clip_config(path: &Path) -> Result<HfClipTextConfig> {
+    let mut cfg = parse_clip_config(path)?;
+    check_clip_config(&cfg, path)?;
+    cfg.model_type = None;
+    Ok(cfg)
+}
+
+/// Parses `config.json`: a CLIPTextConfig, or a CLIPConfig whose
+/// `text_config` it takes (with the top-level `projection_dim`).
+fn parse_clip_config(path: &Path) -> Result<HfClipTextConfig> {
     let v: serde_json::Value = read_json(path)?;
     let parse = |v: serde_json::Value| {
         serde_json::from_value::<HfClipTextConfig>(v).map_err(|e| Error::Json {
@@ -96,7 +123,7 @@ fn read_clip_config(path: &Path) -> Result<HfClipTextConfig> {
             message: e.to_string(),
         })
     };
-    let mut cfg = match v.get("text_config") {
+    match v.get("text_config") {
         Some(text) if text.is_object() => {
             let mut c = parse(text.clone())?;
             c.projection_dim = v
@@ -108,10 +135,15 @@ fn read_clip_config(path: &Path) -> Result<HfClipTextConfig> {
                 .get("model_type")
                 .and_then(|m| m.as_str())
                 .map(str::to_string);
-            c
+            Ok(c)
         }
-        _ => parse(v)?,
-    };
+        _ => parse(v),
+    }
+}
+
+/// Checks the model type and the fields candle-transformers' CLIP text
+/// model supports, naming `path` otherwise.
+fn check_clip_config(cfg: &HfClipTextConfig, path: &Path) -> Result<()> {
     if let Some(t) = &cfg.model_type {
         if !t.starts_with("clip") {
             return Err(Error::bad_file(
@@ -157,8 +189,178 @@ fn read_clip_config(path: &Path) -> Result<HfClipTextConfig> {
             "vocab_size must be > 0 and max_position_embeddings >= 2",
         ));
     }
-    cfg.model_type = None;
-    Ok(cfg)
+    Ok(())
+}
+
+/// Refuses a pooling option: CLIP pools at the end-of-text token.
+fn check_no_pooling(opts: &EncoderOptions) -> Result<()> {
+    match opts.pooling {
+        Some(p) => Err(Error::Config(format!(
+            "text.pooling {p} does not apply to clip (it pools at the end-of-text token); \
+             leave it unset"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The end-of-text token's id (`tokenizer_config.json`'s `eos_token`, by
+/// default `<|endoftext|>`, else the config's `eos_token_id`), which must be
+/// the tokenizer's largest id (see the module docs).
+fn clip_eos_id(
+    tokenizer: &Tokenizer,
+    tok_config: &TokenizerConfig,
+    config_eos: Option<i64>,
+    tokenizer_path: &Path,
+) -> Result<u32> {
+    let eos_name = tok_config
+        .token("eos_token")
+        .unwrap_or_else(|| "<|endoftext|>".into());
+    let eos_id = tokenizer
+        .token_to_id(&eos_name)
+        .or_else(|| config_eos.and_then(|i| u32::try_from(i).ok()))
+        .ok_or_else(|| {
+            Error::bad_file(
+                tokenizer_path,
+                format!("has no end-of-text token {eos_name:?}"),
+            )
+        })?;
+    let top = max_token_id(tokenizer).unwrap_or(0);
+    if eos_id != top {
+        return Err(Error::bad_file(
+            tokenizer_path,
+            format!(
+                "the end-of-text token {eos_name:?} has id {eos_id} but the largest id is \
+                 {top}: CLIP pools at the largest id, which must be the end-of-text token"
+            ),
+        ));
+    }
+    Ok(eos_id)
+}
+
+/// The pad id: the tokenizer's padding id, else the id of
+/// `tokenizer_config.json`'s `pad_token`, else the end-of-text id.
+fn clip_pad_id(tokenizer: &Tokenizer, tok_config: &TokenizerConfig, eos_id: u32) -> u32 {
+    tokenizer
+        .get_padding()
+        .map(|p| p.pad_id)
+        .or_else(|| {
+            tok_config
+                .token("pad_token")
+                .and_then(|t| tokenizer.token_to_id(&t))
+        })
+        .unwrap_or(eos_id)
+}
+
+/// The token-embedding tensor every CLIP text checkpoint has.
+const TOKEN_EMBEDDING: &str = "embeddings.token_embedding.weight";
+
+/// Loads the text transformer (`text_model.*` or bare tensors) and the
+/// `text_projection` when the checkpoint has one, after checking the tensor
+/// shapes against `cfg`.
+fn load_clip_weights(
+    weights: &Path,
+    config_path: &Path,
+    cfg: &HfClipTextConfig,
+    device: &Device,
+) -> Result<(ClipTextTransformer, Option<candle_nn::Linear>)> {
+    let shapes = safetensors_shapes(weights)?;
+    let prefix =
+        weight_prefix(&shapes, TOKEN_EMBEDDING, &["text_model.", ""]).ok_or_else(|| {
+            Error::bad_file(
+                weights,
+                format!("has no text_model.{TOKEN_EMBEDDING}: not a CLIP text checkpoint"),
+            )
+        })?;
+    let has_projection = check_clip_shapes(&shapes, weights, config_path, prefix, cfg)?;
+    let vb = var_builder(weights, device)?;
+    let fits = |e| weights_misfit(weights, config_path, e);
+    let text_vb = if prefix.is_empty() {
+        vb.clone()
+    } else {
+        vb.pp("text_model")
+    };
+    let model = ClipTextTransformer::new(text_vb, &cfg.to_candle()).map_err(fits)?;
+    let projection = has_projection
+        .then(|| {
+            candle_nn::linear_no_bias(
+                cfg.hidden_size,
+                cfg.projection_dim,
+                vb.pp("text_projection"),
+            )
+        })
+        .transpose()
+        .map_err(fits)?;
+    Ok((model, projection))
+}
+
+/// Checks the embedding, layer, layer-count and projection shapes of the
+/// weights (text tensors under `prefix`) against `cfg`; returns whether the
+/// checkpoint has a `text_projection`.
+fn check_clip_shapes(
+    shapes: &TensorShapes,
+    weights: &Path,
+    config_path: &Path,
+    prefix: &str,
+    cfg: &HfClipTextConfig,
+) -> Result<bool> {
+    let h = cfg.hidden_size;
+    let checks = [
+        (
+            TOKEN_EMBEDDING,
+            vec![cfg.vocab_size, h],
+            "vocab_size × hidden_size",
+        ),
+        (
+            "embeddings.position_embedding.weight",
+            vec![cfg.max_position_embeddings, h],
+            "max_position_embeddings × hidden_size",
+        ),
+        (
+            "encoder.layers.0.mlp.fc1.weight",
+            vec![cfg.intermediate_size, h],
+            "intermediate_size × hidden_size",
+        ),
+    ];
+    check_architecture(
+        shapes,
+        weights,
+        config_path,
+        prefix,
+        &checks,
+        cfg.num_hidden_layers,
+        |n| format!("encoder.layers.{n}.mlp.fc1.weight"),
+    )?;
+    let has_projection = shapes.contains_key("text_projection.weight");
+    if has_projection {
+        check_shape(
+            shapes,
+            weights,
+            "text_projection.weight",
+            &[cfg.projection_dim, h],
+            config_path,
+            "projection_dim × hidden_size",
+        )?;
+    }
+    Ok(has_projection)
+}
+
+/// The encoder's id: the folder's label, projection, normalisation, max
+/// length and the digest of `files` and the weights.
+fn clip_id(
+    folder: &ModelFolder,
+    files: &[&Path],
+    weights: &Path,
+    has_projection: bool,
+    normalize: bool,
+    max_len: usize,
+) -> Result<String> {
+    let digest = identity_digest(files, weights)?;
+    Ok(format!(
+        "clip-{}-eos-{}-{}-len{max_len}-{digest}",
+        folder.label(),
+        if has_projection { "proj" } else { "noproj" },
+        if normalize { "l2" } else { "raw" },
+    ))
 }
 
 /// A frozen CLIP text encoder loaded from a local folder (see the
@@ -197,175 +399,47 @@ impl ClipTextEncoder {
     /// `max_position_embeddings`) apply. Missing files and a config that does
     /// not fit the weights or the tokenizer are errors naming the file.
     pub fn load(folder: impl AsRef<Path>, opts: &EncoderOptions, device: &Device) -> Result<Self> {
-        if let Some(p) = opts.pooling {
-            return Err(Error::Config(format!(
-                "text.pooling {p} does not apply to clip (it pools at the end-of-text token); \
-                 leave it unset"
-            )));
-        }
+        check_no_pooling(opts)?;
         let folder = ModelFolder::open(folder.as_ref())?;
         let config_path = folder.require("config.json")?;
         let weights_path = folder.require("model.safetensors")?;
         let tokenizer_path = folder.require("tokenizer.json")?;
         let cfg = read_clip_config(&config_path)?;
+
         let mut tokenizer = load_tokenizer_json(&tokenizer_path)?;
-        let tok_config_path = folder.optional("tokenizer_config.json");
-        let tok_config: Option<serde_json::Value> =
-            tok_config_path.as_deref().map(read_json).transpose()?;
-        let special = |key: &str| {
-            tok_config
-                .as_ref()
-                .and_then(|c| c.get(key))
-                .and_then(token_string)
-        };
-
-        // the end-of-text token must be the largest id (see the module docs)
-        let eos_name = special("eos_token").unwrap_or_else(|| "<|endoftext|>".into());
-        let eos_id = tokenizer
-            .token_to_id(&eos_name)
-            .or_else(|| cfg.eos_token_id.and_then(|i| u32::try_from(i).ok()))
-            .ok_or_else(|| {
-                Error::bad_file(
-                    &tokenizer_path,
-                    format!("has no end-of-text token {eos_name:?}"),
-                )
-            })?;
-        let top = max_token_id(&tokenizer).unwrap_or(0);
-        if eos_id != top {
-            return Err(Error::bad_file(
-                &tokenizer_path,
-                format!(
-                    "the end-of-text token {eos_name:?} has id {eos_id} but the largest id is \
-                     {top}: CLIP pools at the largest id, which must be the end-of-text token"
-                ),
-            ));
-        }
-        if top as usize >= cfg.vocab_size {
-            return Err(Error::bad_file(
-                &tokenizer_path,
-                format!(
-                    "token ids go up to {top} but {}'s vocab_size is {} (the model has no \
-                     embedding for them)",
-                    config_path.display(),
-                    cfg.vocab_size
-                ),
-            ));
-        }
-        let pad_id = tokenizer
-            .get_padding()
-            .map(|p| p.pad_id)
-            .or_else(|| special("pad_token").and_then(|t| tokenizer.token_to_id(&t)))
-            .unwrap_or(eos_id);
-
+        let tok_config = TokenizerConfig::read(&folder)?;
+        let eos_id = clip_eos_id(&tokenizer, &tok_config, cfg.eos_token_id, &tokenizer_path)?;
+        // the end-of-text id is the largest id (clip_eos_id checks it)
+        check_vocab_covers(eos_id, cfg.vocab_size, &tokenizer_path, &config_path)?;
+        let pad_id = clip_pad_id(&tokenizer, &tok_config, eos_id);
         let mpe = cfg.max_position_embeddings;
         let max_len = opts.max_len.unwrap_or(mpe);
-        if max_len < 2 || max_len > mpe {
-            return Err(Error::Config(format!(
-                "text.max_len {max_len} must be in 2..={mpe} (max_position_embeddings of {})",
-                config_path.display()
-            )));
-        }
-        configure_tokenizer(&mut tokenizer, max_len, &tokenizer_path)?;
+        apply_max_len(&mut tokenizer, max_len, mpe, &config_path, &tokenizer_path)?;
 
-        // weights: `text_model.*` (or bare), optional text_projection
-        let shapes = safetensors_shapes(&weights_path)?;
-        let tok = "embeddings.token_embedding.weight";
-        let prefix = if shapes.contains_key(&format!("text_model.{tok}")) {
-            "text_model."
-        } else if shapes.contains_key(tok) {
-            ""
-        } else {
-            return Err(Error::bad_file(
-                &weights_path,
-                format!("has no text_model.{tok}: not a CLIP text checkpoint"),
-            ));
-        };
-        let h = cfg.hidden_size;
-        let checks = [
-            (tok, vec![cfg.vocab_size, h], "vocab_size × hidden_size"),
-            (
-                "embeddings.position_embedding.weight",
-                vec![mpe, h],
-                "max_position_embeddings × hidden_size",
-            ),
-            (
-                "encoder.layers.0.mlp.fc1.weight",
-                vec![cfg.intermediate_size, h],
-                "intermediate_size × hidden_size",
-            ),
-        ];
-        check_architecture(
-            &shapes,
-            &weights_path,
-            &config_path,
-            prefix,
-            &checks,
-            cfg.num_hidden_layers,
-            |n| format!("encoder.layers.{n}.mlp.fc1.weight"),
-        )?;
-        let has_projection = shapes.contains_key("text_projection.weight");
-        if has_projection {
-            check_shape(
-                &shapes,
-                &weights_path,
-                "text_projection.weight",
-                &[cfg.projection_dim, h],
-                &config_path,
-                "projection_dim × hidden_size",
-            )?;
-        }
-
-        let candle_cfg = ClipTextConfig {
-            vocab_size: cfg.vocab_size,
-            embed_dim: h,
-            activation: Activation::QuickGelu,
-            intermediate_size: cfg.intermediate_size,
-            max_position_embeddings: mpe,
-            pad_with: None,
-            num_hidden_layers: cfg.num_hidden_layers,
-            num_attention_heads: cfg.num_attention_heads,
-            projection_dim: cfg.projection_dim,
-        };
-        let vb = var_builder(&weights_path, device)?;
-        let fits = |e: candle_core::Error| {
-            Error::bad_file(
-                &weights_path,
-                format!("does not fit {}: {e}", config_path.display()),
-            )
-        };
-        let text_vb = if prefix.is_empty() {
-            vb.clone()
-        } else {
-            vb.pp("text_model")
-        };
-        let model = ClipTextTransformer::new(text_vb, &candle_cfg).map_err(fits)?;
-        let projection = has_projection
-            .then(|| candle_nn::linear_no_bias(h, cfg.projection_dim, vb.pp("text_projection")))
-            .transpose()
-            .map_err(fits)?;
-        let dim = if has_projection {
-            cfg.projection_dim
-        } else {
-            h
-        };
-
+        let (model, projection) = load_clip_weights(&weights_path, &config_path, &cfg, device)?;
+        let has_projection = projection.is_some();
         let normalize = opts.normalize.unwrap_or(false);
         let mut digest_files = vec![config_path.as_path(), tokenizer_path.as_path()];
-        digest_files.extend(tok_config_path.as_deref());
-        let digest = identity_digest(&digest_files, &weights_path)?;
-        let id = format!(
-            "clip-{}-eos-{}-{}-len{max_len}-{digest}",
-            folder.label(),
-            if has_projection { "proj" } else { "noproj" },
-            if normalize { "l2" } else { "raw" },
-        );
+        digest_files.extend(tok_config.path.as_deref());
+        let id = clip_id(
+            &folder,
+            &digest_files,
+            &weights_path,
+            has_projection,
+            normalize,
+            max_len,
+        )?;
         Ok(ClipTextEncoder {
             model,
             projection,
             tokenizer,
             tokenizer_path,
-            hidden_size: h,
-            dim,
+            hidden_size: cfg.hidden_size,
+            dim: if has_projection {
+                cfg.projection_dim
+            } else {
+                cfg.hidden_size
+            },
             eos_id,
             pad_id,
             normalize,
