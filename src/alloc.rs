@@ -4,25 +4,14 @@
 //! step of stage 2 allocates and frees gigabytes of activations and
 //! gradients (one step's double-backward graph). An allocator that hands
 //! freed memory back to the OS pays for it again as page faults (the kernel
-//! zeroes every page on first touch), which showed up as a third to half of
-//! the run time as system time.
+//! zeroes every page on first touch), as system time.
 //!
 //! With the default `mimalloc` feature the crate uses mimalloc as the global
 //! allocator, and [`tune`] turns off its purging, so freed memory is kept for
 //! reuse for the life of the process (the resident size stays at its peak).
-//! Measured on the default profile (2 cores, 12 distillation iterations plus
-//! three evaluations, one process):
-//!
-//! | allocator | wall | system time | peak RSS | steady iteration |
-//! |---|---|---|---|---|
-//! | glibc, 1 GiB top pad / trim threshold, one arena (before) | 241 s | 138 s | 13.6 GB | 8–17 s |
-//! | glibc, no trimming, 32 MiB mmap threshold | 204 s | 58 s | 19.3 GB | 8.1 s |
-//! | jemalloc, no decay | 247 s | 181 s | 5.4 GB | 11 s |
-//! | mimalloc, default purging | 223 s | 90 s | 6.9 GB | 11 s |
-//! | **mimalloc, no purging** | **168 s** | **23 s** | 7.6 GB | **7.8 s** |
-//!
 //! Without the feature (a program with its own global allocator), [`tune`]
-//! applies the glibc settings of the first row.
+//! sets glibc's top pad and trim threshold to 1 GiB and uses one arena. The
+//! allocators compared are in `docs/measurements.md`.
 
 use std::sync::Once;
 

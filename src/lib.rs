@@ -8,30 +8,54 @@
 //!
 //! Every stage is a value you can step from a notebook cell or run to the end:
 //!
-//! ```no_run
+//! ```
 //! use vl_distill::prelude::*;
 //!
 //! let config = Config::profile("smoke")?;                    // or "default", "paper"
 //! let exp = Experiment::new(config, device::best(), None)?;  // data + embeddings + model
-//! let mut experts = ExpertTrainer::new(&exp)?;
-//! while let Some(report) = experts.step()? {                 // one epoch per call
+//!
+//! // stage 1: experts on the real pairs, one epoch per call
+//! let mut trainer = ExpertTrainer::new(&exp)?;
+//! while let Some(report) = trainer.step()? {
 //!     println!("{report}");
 //! }
-//! let theta = experts.trajectories()[0].epochs.last().unwrap();
-//! println!("{}", evaluate(&exp.model, theta, &exp.test, 256)?);
+//! let experts = trainer.trajectories().to_vec();
+//!
+//! // stage 2: the synthetic pairs, one outer iteration per call
+//! let mut distiller = Distiller::new(&exp, experts)?;
+//! while !distiller.is_done() {
+//!     println!("{}", distiller.step()?);
+//! }
+//!
+//! // evaluation: fresh students trained on the distilled pairs with the
+//! // learned rates, tested by retrieval
+//! let (lr, _) = distiller.set.student_lr(&exp);
+//! let stats = Evaluator::for_small_set(&exp, distiller.set.as_pairs()?, lr).run()?;
+//! println!("distilled: {stats}");
 //! # Ok::<(), vl_distill::Error>(())
 //! ```
 //!
-//! Module map: [`data`] (datasets), [`text`] (frozen sentence encoders),
-//! [`model`] (functional towers, [`model::ParamSet`]), [`loss`] (InfoNCE),
-//! [`train`] (SGD), [`expert`] and [`trajectory`] (stage 1), [`unroll`] and
-//! [`second_order`] (the exact gradient through student steps), [`distill`]
-//! (stage 2), [`coreset`] (real-pair baselines), [`eval`] and [`evaluator`]
-//! (retrieval recall and the evaluation protocol), [`display`] (image grids
-//! shown inline in evcxr or saved as PNG, the export of a distilled set with
-//! the nearest real captions, recall tables, plots), [`notebook`] (profile
-//! and work folder of a notebook), [`progress`] and [`alloc`] (terminal
-//! output, allocator tuning).
+//! [`pipeline`] runs the same steps with progress lines and files in a run
+//! folder (what the `vl-distill` command does); [`notebook::Workspace`]
+//! adds a cache so notebooks train each setup once.
+//!
+//! # Layout
+//!
+//! The modules follow the method; each imports only from the ones listed
+//! before it (`scripts/code_map.py` checks this):
+//!
+//! | layer | modules |
+//! |---|---|
+//! | base | [`error`], [`device`], [`progress`], [`seeds`], [`second_order`] (and the crate's file and allocator helpers) |
+//! | configuration | [`config`]: the types, profiles, presets, overrides, checks |
+//! | inputs and model | [`data`] (datasets, [`data::CaptionedImages`]), [`text`] (frozen sentence encoders, the embedding cache), [`model`] (towers, InfoNCE, Recall@K) |
+//! | one experiment | [`experiment`]: everything a stage reads, loaded once |
+//! | stage 1 | [`stage1`]: SGD, forgetting counts, experts, trajectories |
+//! | stage 2 | [`stage2`]: the distilled set, the unrolled student and its reverse sweep, the matching loss, the distiller |
+//! | evaluation | [`evaluate`]: the protocol, result rows, coresets |
+//! | pictures and tables | [`display`] |
+//! | the pipeline | [`pipeline`]: the steps the command line and notebooks share |
+//! | notebooks | [`notebook`]: the cache-aware [`Workspace`](notebook::Workspace) |
 
 #![warn(missing_docs)]
 
@@ -75,6 +99,11 @@ pub use error::{Error, Result};
 pub use candle_core;
 pub use image;
 pub use polars;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {

@@ -19,14 +19,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vl_distill::config::{ImageEncoderConfig, ModelConfig, TextTowerConfig};
 use vl_distill::model::checkpoint::load_like;
-use vl_distill::model::efficientnet::{self, EfficientNetLite0};
+use vl_distill::model::efficientnet::EfficientNetLite0;
 use vl_distill::model::{ImageEncoder, ParamSet, TwoTower};
 
 mod common;
 use common::{data, root};
 
 fn weights() -> Option<PathBuf> {
-    data(efficientnet::DEFAULT_CHECKPOINT, efficientnet::FETCH_SCRIPT)
+    data(
+        vl_distill::config::EFFICIENTNET_CHECKPOINT,
+        vl_distill::config::EFFICIENTNET_FETCH_SCRIPT,
+    )
 }
 
 fn photos() -> Option<PathBuf> {
@@ -120,7 +123,7 @@ fn photo(path: &Path, side: usize) -> (Tensor, String) {
                 .unwrap(),
         )
         .unwrap();
-    let y = ((y - efficientnet::INPUT_MEAN).unwrap() / efficientnet::INPUT_STD).unwrap();
+    let y = ((y - 127.0).unwrap() / 128.0).unwrap();
     (
         y.to_dtype(DType::F32).unwrap().unsqueeze(0).unwrap(),
         digest,
@@ -385,11 +388,17 @@ fn a_missing_file_names_the_fetch_script() {
     let e = EfficientNetLite0::from_checkpoint(Path::new("/no/such/model.safetensors"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains(efficientnet::FETCH_SCRIPT), "{e}");
+    assert!(
+        e.contains(vl_distill::config::EFFICIENTNET_FETCH_SCRIPT),
+        "{e}"
+    );
     let mut c = vl_distill::config::Config::smoke();
     c.model.image = ImageEncoderConfig::EfficientnetLite0 {
         checkpoint: Some("/no/such/model.safetensors".into()),
     };
     let e = c.validate().unwrap_err().to_string();
-    assert!(e.contains(efficientnet::FETCH_SCRIPT), "{e}");
+    assert!(
+        e.contains(vl_distill::config::EFFICIENTNET_FETCH_SCRIPT),
+        "{e}"
+    );
 }

@@ -31,8 +31,8 @@ fn fetched() -> bool {
             vl_distill::config::MINILM_FETCH_SCRIPT.to_string(),
         ),
         (
-            vl_distill::model::efficientnet::DEFAULT_CHECKPOINT,
-            vl_distill::model::efficientnet::FETCH_SCRIPT.to_string(),
+            vl_distill::config::EFFICIENTNET_CHECKPOINT,
+            vl_distill::config::EFFICIENTNET_FETCH_SCRIPT.to_string(),
         ),
     ]
     .iter()

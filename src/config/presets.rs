@@ -107,8 +107,7 @@ impl Config {
     ///   all-MiniLM-L6-v2 text embeddings (`bert`, mean-pooled and
     ///   normalised, from [`super::MINILM_DIR`]) and the ImageNet
     ///   EfficientNet-Lite0 ([`Config::set_image_encoder`]); at `default`
-    ///   also its expert epochs and stage-2 rates (see the README's
-    ///   "The emoji benchmark" for how they were chosen).
+    ///   also its expert epochs and stage-2 rates.
     /// - `flickr30k`, `coco`: the sets `vl-distill data prepare` writes to
     ///   `data/flickr30k`, `data/coco` (the paper profile reads Flickr30K).
     ///
@@ -197,11 +196,8 @@ impl Config {
 }
 
 /// What the profile's (from-scratch) image learning rate is divided by for
-/// the experts of the pretrained EfficientNet-Lite0: fine-tuning an ImageNet
-/// network at the scratch rate 0.1 with SGD bounces (on the emoji set, 64
-/// steps at 0.1 lowered the loss less than at 0.01, and 3 epochs reached
-/// test TR R@1 4.5 against 11.0 at 0.01 with text rate 0.3; README "The
-/// emoji benchmark").
+/// the experts of the pretrained EfficientNet-Lite0, which fine-tune an
+/// ImageNet network rather than train one from scratch.
 pub const FINE_TUNE_LR_DIVISOR: f64 = 10.0;
 
 /// Where `data-scripts/fetch_minilm.sh` unpacks all-MiniLM-L6-v2, which
@@ -263,15 +259,9 @@ impl ImageEncoderConfig {
 
     /// Expert epochs this encoder needs to learn the default profile's
     /// scenes from scratch, where it differs from the profile's 4 (which suit
-    /// the ConvNet): the scaled NF nets take 10.
-    ///
-    /// Measured at the default profile (one expert, SGD, validation TR R@1
-    /// on 200 images, chance 0.5; README "Encoders"): after 4 / 10 epochs at
-    /// lr 0.1, NF-ResNet-50 8.0 / 21.0, NF-RegNet-B1 2.5 / 5.5, NFNet-L0
-    /// 2.5 / 17.5 (lr 0.3 and 1.0 were no better; 1.0 diverged for NFNet-L0).
-    /// The ViTs from scratch stay at chance with SGD at any rate tried
-    /// (0.1 to 10, 10 epochs), so more epochs would buy nothing: `None`.
-    /// A pretrained checkpoint needs no more epochs either.
+    /// the ConvNet): 10 for the scaled NF nets from scratch; `None` for the
+    /// others (the ViTs, whose SGD training from scratch more epochs do not
+    /// help, and any pretrained checkpoint).
     pub fn scratch_epochs(&self) -> Option<usize> {
         match self {
             ImageEncoderConfig::NfResnet50 {

@@ -224,7 +224,7 @@ pub enum ImageEncoderConfig {
     /// starts from them and its batch norms use their frozen running
     /// statistics. Without a checkpoint it starts from random weights with
     /// statistics 0/1 (a warning is printed by the CLI). Images should be
-    /// normalised with `model::efficientnet::input_norm()`, which
+    /// normalised with [`ImageNorm::efficientnet_lite0`], which
     /// `--image-encoder efficientnet_lite0` sets as `data.norm`.
     #[serde(rename = "efficientnet_lite0")]
     EfficientnetLite0 {
@@ -430,9 +430,8 @@ pub struct ExpertConfig {
     /// unset: every caption (an epoch visits every pair). With 1, an epoch
     /// is one pass over the images: 5x shorter on 5-caption sets, so the
     /// trajectory records the parameters 5x as often and stage 2 matches
-    /// shorter, straighter stretches of it (the emoji preset's choice,
-    /// README "The emoji benchmark"). The full-data evaluation trains the
-    /// same way.
+    /// shorter, straighter stretches of it (the emoji preset's choice).
+    /// The full-data evaluation trains the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captions_per_image: Option<usize>,
 }
@@ -487,17 +486,17 @@ pub struct DistillConfig {
     pub log_every: usize,
     /// Student steps whose graphs the forward pass keeps for the reverse
     /// sweep (the last ones), which then skips rebuilding them: each saves
-    /// about a fifth of a step's time and costs its activations and
-    /// gradient graph in memory (≈ 80 MB at the default profile), so memory
-    /// is flat in `syn_steps` beyond this. 0 rebuilds every step. Changes
-    /// no result.
+    /// one forward and one backward pass of a step and holds its
+    /// activations and gradient graph in memory until the sweep reaches it,
+    /// so memory is flat in `syn_steps` beyond this. 0 rebuilds every step.
+    /// Changes no result.
     #[serde(default = "default_cached_steps")]
     pub cached_steps: usize,
     /// The largest change of each log learning rate (log α) in one
     /// iteration; `None` leaves the step unbounded, as the paper does. A
     /// bound keeps one spike of the matching loss from driving α to 0, from
-    /// where it cannot recover (seen with the ViTs and NFNet-L0 in notebook
-    /// 09); 0.1 lets α change by at most ~10% per iteration.
+    /// where it cannot recover; 0.1 lets α change by at most ~10% per
+    /// iteration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lr_step: Option<f64>,
     /// Keep the synthetic pixels inside the range real pixels have (0–255
@@ -505,7 +504,7 @@ pub struct DistillConfig {
     /// paper. On images with saturated backgrounds (the emoji, mostly
     /// white) an unclamped update pushes the background beyond white,
     /// where a pretrained network with frozen batch-norm statistics sees
-    /// inputs unlike any real image (README "The emoji benchmark").
+    /// inputs unlike any real image.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clamp_pixels: bool,
 }

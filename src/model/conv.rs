@@ -14,9 +14,8 @@
 //! so derivatives of any order are these three ops again. The unfolded
 //! columns live only in a per-thread buffer while one sample's gemm runs:
 //! nothing 9× the size of an activation is stored in the graph or
-//! accumulated by candle's backward (it was, when unfold was an op of its
-//! own: benches/NOTES.md, attempts 6 and 10). Samples run in parallel on
-//! rayon's pool, each gemm on one thread.
+//! accumulated by candle's backward. Samples run in parallel on rayon's
+//! pool, each gemm on one thread.
 
 use super::kernel::{check, slice, Real};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};

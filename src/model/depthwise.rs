@@ -13,10 +13,9 @@
 //! over the k² taps with an axpy (or a dot product) along output rows,
 //! parallel over (sample, channel) planes (`DwW`: over channels, summing
 //! the samples in order, so results do not depend on the thread count).
-//! It replaced a composition of k² shifted slices (`narrow` × per-channel
-//! weight), whose backward pads every slice back to the input's size:
-//! 3–20× faster per layer and without k² slices kept in the graph
-//! (`benches/efficientnet.rs`).
+//! Unlike a composition of k² shifted slices (`narrow` × per-channel
+//! weight), it keeps no slice in the graph and its backward pads nothing
+//! back to the input's size.
 
 use super::kernel::{check, slice, Real};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};

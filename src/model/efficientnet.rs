@@ -25,17 +25,13 @@
 //! 1)·2 + k − n, 0)` with `⌊total/2⌋` before and the rest after (one
 //! more pixel at the bottom/right on even sides), so any image size works
 //! and the output is ⌈n/2⌉. Inputs are scaled as TensorFlow's Lite
-//! preprocessing does, `(pixel − 127) / 128` ([`input_norm`]).
+//! preprocessing does, `(pixel − 127) / 128`
+//! ([`ImageNorm::efficientnet_lite0`](crate::config::ImageNorm::efficientnet_lite0)).
 //!
-//! How these were checked (see `data-scripts/efficientnet/README.md`):
-//! the checkpoint is a TensorFlow one (its kernels are stored in TF's HWIO
-//! memory order; the PyTorch port it comes from pads TF's way, ε = 10⁻³)
-//! and loads unchanged into timm's `tf_efficientnet_lite0` (same padding,
-//! ε = 10⁻³, ReLU6); on photos the batch statistics entering the batch
-//! norms are closer to the stored running statistics with ε = 10⁻³ than
-//! 10⁻⁵, with `(x − 127)/128` than with ImageNet mean/std, and (slightly)
-//! with "same" than with symmetric padding; the tower's logits match
-//! timm's `tf_efficientnet_lite0` to 4·10⁻⁵ on real photos.
+//! The checkpoint is a TensorFlow one (kernels in TF's HWIO memory order,
+//! TF's padding, ε = 10⁻³) that loads unchanged into timm's
+//! `tf_efficientnet_lite0`; the evidence for each of these choices is in
+//! `data-scripts/efficientnet/README.md`.
 //!
 //! # Batch norm and what is trained
 //!
@@ -62,36 +58,17 @@ use super::channel::{add_bias, relu6};
 use super::checkpoint;
 use super::layers;
 use super::{ImageEncoder, ParamSet};
-use crate::config::ImageNorm;
+use crate::config::EFFICIENTNET_FETCH_SCRIPT;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, DeviceLocation, Tensor};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Where `data-scripts/fetch_efficientnet_lite0.sh` writes the weights.
-pub const DEFAULT_CHECKPOINT: &str = "data/models/efficientnet-lite0/model.safetensors";
-/// The script that downloads and converts the weights.
-pub const FETCH_SCRIPT: &str = "data-scripts/fetch_efficientnet_lite0.sh";
 /// ε of every batch norm (TensorFlow's default).
 pub const BN_EPS: f64 = 1e-3;
 /// Width of the tower's features (the head convolution's channels).
 pub const NUM_FEATURES: usize = 1280;
-/// The pixel value (0–255) that maps to 0 at the input.
-pub const INPUT_MEAN: f64 = 127.0;
-/// The pixel range (0–255) that maps to 1 at the input.
-pub const INPUT_STD: f64 = 128.0;
-
-/// The input normalisation the pretrained weights expect, `(pixel − 127) /
-/// 128`, as a `data.norm` (`--image-encoder efficientnet_lite0` sets it).
-pub fn input_norm() -> ImageNorm {
-    let m = (INPUT_MEAN / 255.0) as f32;
-    let s = (INPUT_STD / 255.0) as f32;
-    ImageNorm {
-        mean: [m; 3],
-        std: [s; 3],
-    }
-}
 
 /// The seven stages of EfficientNet-B0 / Lite0: (repeats, kernel, stride,
 /// expansion, output channels).
@@ -223,7 +200,8 @@ impl FrozenStats {
 }
 
 /// EfficientNet-Lite0 without its classifier: `[B, 3, H, W]` images (any
-/// `H, W ≥ 1`; normalised with [`input_norm`]) → `[B, 1280]` features.
+/// `H, W ≥ 1`; normalised with
+/// [`ImageNorm::efficientnet_lite0`](crate::config::ImageNorm::efficientnet_lite0)) → `[B, 1280]` features.
 #[derive(Debug)]
 pub struct EfficientNetLite0 {
     blocks: Vec<Block>,
@@ -284,12 +262,15 @@ impl EfficientNetLite0 {
     /// `path` (a safetensors file or a folder with `model.safetensors`). The
     /// trainable weights are read by [`checkpoint::load_like`] with
     /// [`ImageEncoder::init`]'s names (as `TwoTower::new` does). A missing
-    /// file names [`FETCH_SCRIPT`].
+    /// file names
+    /// [`EFFICIENTNET_FETCH_SCRIPT`].
     pub fn from_checkpoint(path: &Path) -> Result<Self> {
         if !path.exists() {
             return Err(Error::bad_file(
                 path,
-                format!("no EfficientNet-Lite0 weights here: run {FETCH_SCRIPT} to download them"),
+                format!(
+                    "no EfficientNet-Lite0 weights here: run {EFFICIENTNET_FETCH_SCRIPT} to download them"
+                ),
             ));
         }
         let stats = checkpoint::load_like(

@@ -150,34 +150,7 @@ impl Distiller {
             lr,
             exp.config.seed,
         )?;
-        // How long to run and how often to save or log do not change what an
-        // iteration computes: a checkpoint resumes under other values of these
-        // (so a finished run can be extended with more iterations).
-        let mut what = cfg.clone();
-        what.iterations = 0;
-        what.checkpoint_every = 1;
-        what.log_every = 1;
-        what.cached_steps = crate::config::DEFAULT_CACHED_STEPS;
-        let fingerprint = serde_json::json!({
-            "distill": what,
-            "seed": exp.config.seed,
-            "dataset": exp.dataset.content_hash(),
-            "text_encoder": exp.text_encoder,
-            "model": exp.config.model,
-            // how each expert was trained, but not how long: the epochs the
-            // matching reads are the same in a longer run of the same
-            // settings (deterministic), so a longer run may reuse a result
-            "experts": experts.iter().map(|t| {
-                let mut training = t.meta.training.clone();
-                training.epochs = 0;
-                training.num_experts = 0;
-                training.val_every_epoch = false;
-                (t.meta.expert, t.meta.seed, training)
-            }).collect::<Vec<_>>(),
-            // the student's initial learning rates
-            "initial_lr": [exp.config.experts.lr_image, exp.config.experts.lr_text],
-        })
-        .to_string();
+        let fingerprint = fingerprint(exp, &cfg, &experts);
         let pixel_range = match cfg.clamp_pixels {
             true => Some(exp.config.data.norm.pixel_range(set.images.device())?),
             false => None,
@@ -493,4 +466,39 @@ fn check_experts(exp: &Experiment, experts: &[Trajectory], need: usize) -> Resul
         }
     }
     Ok(())
+}
+
+/// What decides a distillation's result, as a JSON string: its settings
+/// (without how long it runs or how often it saves and logs), the seed, the
+/// data, the text encoder, the model, how each expert was trained and the
+/// student's initial rates. A checkpoint resumes only under the same one.
+fn fingerprint(exp: &Experiment, cfg: &DistillConfig, experts: &[Trajectory]) -> String {
+    // How long to run and how often to save or log do not change what an
+    // iteration computes: a checkpoint resumes under other values of these
+    // (so a finished run can be extended with more iterations).
+    let mut what = cfg.clone();
+    what.iterations = 0;
+    what.checkpoint_every = 1;
+    what.log_every = 1;
+    what.cached_steps = crate::config::DEFAULT_CACHED_STEPS;
+    serde_json::json!({
+        "distill": what,
+        "seed": exp.config.seed,
+        "dataset": exp.dataset.content_hash(),
+        "text_encoder": exp.text_encoder,
+        "model": exp.config.model,
+        // how each expert was trained, but not how long: the epochs the
+        // matching reads are the same in a longer run of the same
+        // settings (deterministic), so a longer run may reuse a result
+        "experts": experts.iter().map(|t| {
+            let mut training = t.meta.training.clone();
+            training.epochs = 0;
+            training.num_experts = 0;
+            training.val_every_epoch = false;
+            (t.meta.expert, t.meta.seed, training)
+        }).collect::<Vec<_>>(),
+        // the student's initial learning rates
+        "initial_lr": [exp.config.experts.lr_image, exp.config.experts.lr_text],
+    })
+    .to_string()
 }

@@ -15,8 +15,8 @@
 //! [`TextEncoder::id`] names the kind, the folder, the pooling, the
 //! normalisation, the max length and a digest of `config.json`, the
 //! tokenizer files and the weights file's size and first and last MiB.
-//! The weights are not hashed in full (a 440 MB file would take seconds on
-//! every start): an edit inside the weights that keeps their size and both
+//! The weights are not hashed in full (hashing a large checkpoint on every
+//! start would be slow): an edit inside the weights that keeps their size and both
 //! ends is not noticed, so give a changed checkpoint a new folder or delete
 //! its cached embeddings.
 
