@@ -29,5 +29,5 @@ if [[ "$mode" == --tests ]]; then
 else
     "$HERE/fetch_emoji.sh"
 fi
-# the smoke profile's emoji set (vl_distill::config::dataset::EMOJI_SMALL_DIR)
+# the smoke profile's emoji set (vl_distill::config::EMOJI_SMALL_DIR)
 "$HERE/fetch_emoji.sh" --small 60

@@ -106,3 +106,38 @@ fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
         (b, o) => *b = o.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::*;
+
+    #[test]
+    fn overrides_and_toml() {
+        let mut c = Config::smoke();
+        c.apply_overrides(&["experts.epochs=7", "model.temperature=0.05"])
+            .unwrap();
+        assert_eq!(c.experts.epochs, 7);
+        assert_eq!(c.model.temperature, 0.05);
+        assert!(c.set("experts.nope", "1").is_err());
+        assert!(c.set("experts.epochs", "\"many\"").is_err());
+        assert!(c.apply_overrides(&["experts.epochs=0"]).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "profile = \"smoke\"\nseed = 5\n[experts]\nepochs = 9\n[model.text_tower]\nkind = \"projection_head\"\ndropout = 0.1\n",
+        )
+        .unwrap();
+        let c = Config::from_toml_file(&f).unwrap();
+        assert_eq!((c.seed, c.experts.epochs), (5, 9));
+        assert_eq!(c.experts.batch_size, Config::smoke().experts.batch_size);
+        assert_eq!(
+            c.model.text_tower,
+            TextTowerConfig::ProjectionHead { dropout: 0.1 }
+        );
+        // round trip through TOML text
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+    }
+}

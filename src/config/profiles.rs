@@ -168,3 +168,18 @@ impl Config {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::*;
+
+    #[test]
+    fn profiles_are_valid_and_distinct() {
+        for p in ["smoke", "default", "paper"] {
+            let c = Config::profile(p).unwrap();
+            c.validate().unwrap();
+            assert_eq!(c.profile, p);
+        }
+        assert!(Config::profile("huge").is_err());
+    }
+}

@@ -208,3 +208,72 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::*;
+    use std::path::Path;
+
+    #[test]
+    fn text_encoder_options_are_checked() {
+        let err = |c: &Config| c.validate().unwrap_err().to_string();
+        let mut c = Config::smoke();
+        assert_eq!(c.text.batch_size, DEFAULT_TEXT_BATCH_SIZE);
+        c.set("text.encoder", "bert").unwrap();
+        assert!(err(&c).contains("text.path"), "{}", err(&c));
+        c.set("text.path", "/models/minilm").unwrap();
+        c.validate().unwrap();
+        c.set("text.pooling", "mean").unwrap();
+        c.set("text.max_len", "64").unwrap();
+        c.set("text.normalize", "true").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.text.pooling.as_deref(), Some("mean"));
+        assert_eq!((c.text.max_len, c.text.normalize), (Some(64), Some(true)));
+        c.set("text.pooling", "max").unwrap();
+        assert!(err(&c).contains("\"max\" is not a pooling"), "{}", err(&c));
+        c.set("text.pooling", "cls").unwrap();
+        c.set("text.encoder", "clip").unwrap();
+        assert!(err(&c).contains("does not apply to clip"), "{}", err(&c));
+        c.set("text.pooling", "null").unwrap();
+        c.validate().unwrap();
+        c.set("text.batch_size", "0").unwrap();
+        assert!(err(&c).contains("batch_size"));
+        c.set("text.batch_size", "8").unwrap();
+        c.set("text.max_len", "1").unwrap();
+        assert!(err(&c).contains("max_len"));
+        c.set("text.encoder", "hashed").unwrap();
+        assert!(
+            err(&c).contains("text.normalize, text.max_len"),
+            "{}",
+            err(&c)
+        );
+        c.set("text.encoder", "word2vec").unwrap();
+        assert!(err(&c).contains("hashed, bert, clip"), "{}", err(&c));
+
+        // TOML: a [text] table with the new keys; unknown keys are refused
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "profile = \"smoke\"\n[text]\nencoder = \"bert\"\npath = \"m/bert\"\npooling = \"mean\"\n",
+        )
+        .unwrap();
+        let c = Config::from_toml_file(&f).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.text.path.as_deref(), Some(Path::new("m/bert")));
+        assert_eq!(c.text.batch_size, DEFAULT_TEXT_BATCH_SIZE);
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+        let again: Config = toml::from_str(&Config::smoke().to_toml()).unwrap();
+        assert_eq!(again, Config::smoke());
+        std::fs::write(&f, "[text]\nencoder = \"bert\"\nmodel = \"x\"\n").unwrap();
+        assert!(Config::from_toml_file(&f).is_err());
+        // a config written before these keys existed still reads
+        let old = r#"{"encoder": "hashed", "dim": 32}"#;
+        let t: TextConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (t.dim, t.batch_size, t.path),
+            (32, DEFAULT_TEXT_BATCH_SIZE, None)
+        );
+    }
+}
