@@ -254,8 +254,8 @@ pub fn evaluate_distilled(
     let (lr, source) = set.student_lr(exp);
     if let Some(theirs) = &source {
         log_line(&format!(
-            "{label}: distilled with {theirs}, students are {} (image lr {} from \
-             experts.lr_image, learned text lr {:.4})",
+            "{label}: cross-architecture: distilled with {theirs}, students are {} \
+             (image lr {} from experts.lr_image, learned text lr {:.4})",
             exp.config.model.image.architecture(),
             lr.image,
             lr.text

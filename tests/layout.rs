@@ -28,8 +28,9 @@ fn imports_run_downward_and_form_no_circle() {
     );
 }
 
-/// Copies `src/` and `scripts/` into a temporary folder, appends `line` to
-/// `file` there, and runs the code map on the copy.
+/// Copies `src/` and `scripts/` into a temporary folder, puts `line` at the
+/// top of `file` there (above any unit tests, which the map leaves out), and
+/// runs the code map on the copy.
 fn code_map_with(file: &str, line: &str) -> (bool, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
@@ -43,9 +44,8 @@ fn code_map_with(file: &str, line: &str) -> (bool, String) {
         assert!(status.success());
     }
     let path = tmp.path().join("src").join(file);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(line);
-    std::fs::write(&path, text).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{line}{text}")).unwrap();
     let out = Command::new("python3")
         .arg(tmp.path().join("scripts/code_map.py"))
         .output()
@@ -58,11 +58,11 @@ fn code_map_with(file: &str, line: &str) -> (bool, String) {
 
 #[test]
 fn an_upward_import_or_a_circle_fails_the_map() {
-    let (ok, text) = code_map_with("config/schema.rs", "\nuse crate::model::ParamSet;\n");
+    let (ok, text) = code_map_with("config/schema.rs", "use crate::model::ParamSet;\n");
     assert!(!ok && text.contains("UPWARD config → model"), "{text}");
-    let (ok, text) = code_map_with("stage1/sgd.rs", "\nuse crate::stage2::unroll::StepBatch;\n");
+    let (ok, text) = code_map_with("stage1/sgd.rs", "use crate::stage2::unroll::StepBatch;\n");
     assert!(!ok && text.contains("UPWARD stage1 → stage2"), "{text}");
     // two files of one module that import each other
-    let (ok, text) = code_map_with("model/ops.rs", "\nuse crate::model::retrieval::Recall;\n");
+    let (ok, text) = code_map_with("model/ops.rs", "use crate::model::retrieval::Recall;\n");
     assert!(!ok && text.contains("CIRCLE"), "{text}");
 }

@@ -2,11 +2,14 @@
 //! profiles (`smoke`, `default`, `paper`), presets for datasets and
 //! encoders, overrides from TOML or `key=value`, and validation.
 //!
-//! - [`schema`](self) — the types (a leaf: it imports nothing of the crate);
-//! - `profiles` — [`Config::profile`], [`Config::smoke`], [`Config::default_profile`], [`Config::paper`];
-//! - `presets` — [`Config::set_dataset`], [`Config::set_image_encoder`], [`Config::set_text_encoder`] and the paths they use;
-//! - `overrides` — [`Config::from_toml_file`], [`Config::set`], [`Config::apply_overrides`];
-//! - `validate` — [`Config::validate`].
+//! - `schema` — the types (a leaf: it imports nothing of the crate);
+//! - `profiles` — [`Config::profile`] and the three profiles;
+//! - `presets` — [`Config::set_dataset`], [`Config::set_image_encoder`],
+//!   [`Config::set_text_encoder`] and the paths of the fetched files;
+//! - `overrides` — [`Config::from_toml_file`], [`Config::set`],
+//!   [`Config::apply_overrides`];
+//! - `validate` — [`Config::validate`] and the checks shared with other
+//!   modules.
 
 mod overrides;
 mod presets;

@@ -1,10 +1,10 @@
 //! Coresets: sets of M real training pairs, the baselines distillation is
 //! compared with (the poster's R, H, K, F).
 //!
-//! - [`random_pairs`]: M distinct images, one caption each, seeded.
+//! - [`CaptionedImages::random_pairs`]: M distinct images, one caption each, seeded.
 //! - [`herding`] and [`k_center`]: greedy selections over a feature matrix
 //!   (one row per candidate pair), at most one pair per image.
-//! - [`ForgettingCounts`]: forgetting events counted while a model trains,
+//! - [`ForgettingCounts`](crate::stage1::forgetting::ForgettingCounts): forgetting events counted while a model trains,
 //!   and the selection of the most-forgotten pairs.
 //!
 //! Wiring them to an expert's features and to the evaluation
@@ -37,13 +37,13 @@ fn as_set(train: &CaptionedImages, idx: &[u32]) -> Result<CaptionedImages> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CoresetMethod {
-    /// Uniform, seeded ([`random_pairs`]).
+    /// Uniform, seeded ([`CaptionedImages::random_pairs`]).
     Random,
     /// Herding in an expert's joint feature space ([`herding`]).
     Herding,
     /// k-center greedy in the same space ([`k_center`]).
     KCenter,
-    /// The most-forgotten pairs while an expert trained ([`ForgettingCounts`]).
+    /// The most-forgotten pairs while an expert trained ([`ForgettingCounts`](crate::stage1::forgetting::ForgettingCounts)).
     Forgetting,
 }
 

@@ -45,9 +45,12 @@ pub struct MatchGradient {
 /// (an expert's epoch s) and takes one SGD step per batch of `batches` on the
 /// synthetic `images`/`texts` with learning rates `lr`, against `target`
 /// (epoch s + R), and its exact gradient by the reverse sweep. This is the
-/// whole math of one [`Distiller::step`]; it must run inside
-/// [`with_graph_gradients`]. The graphs of the last `keep` student steps
-/// are kept from the forward pass instead of rebuilt by the reverse sweep
+/// whole math of one
+/// [`Distiller::step`](crate::stage2::distiller::Distiller::step); it must
+/// run inside
+/// [`with_graph_gradients`](crate::second_order::with_graph_gradients).
+/// The graphs of the last `keep` student steps are kept from the forward
+/// pass instead of rebuilt by the reverse sweep
 /// (`distill.cached_steps`: faster, memory grows with `keep`; the values
 /// are the same).
 #[allow(clippy::too_many_arguments)]

@@ -47,7 +47,7 @@
 //!
 //! [`cache_embeddings`](crate::text::cache::cache_embeddings) encodes every caption of a prepared set with a text
 //! encoder into `DEST/cache/`, where every run on that split file finds them
-//! (see [`CaptionEmbeddings::load_or_compute_shared`]).
+//! (see [`CaptionEmbeddings::load_or_compute_shared`](crate::text::CaptionEmbeddings::load_or_compute_shared)).
 //!
 //! The code: `split_file` finds and checks Karpathy's split file, `pieces`
 //! finds the image folders and archives and the images in them, `writing`
