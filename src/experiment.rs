@@ -140,6 +140,15 @@ impl Experiment {
         })
     }
 
+    /// One split as tensors.
+    pub fn split(&self, split: Split) -> &CaptionedImages {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+            Split::Test => &self.test,
+        }
+    }
+
     /// The image encoder's identifier (for results rows).
     pub fn image_encoder(&self) -> String {
         self.model.encoder.name()

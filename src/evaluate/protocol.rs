@@ -1,9 +1,10 @@
 //! [`Evaluator`]: the evaluation protocol. Train fresh models (one per seed)
 //! on a set of training pairs — the full train split, a coreset, or a
-//! distilled set — with given per-tower learning rates, then report test
-//! retrieval as mean ± std over the seeds.
+//! distilled set — with given per-tower learning rates, then report
+//! retrieval on the test split (or, for choosing settings, the validation
+//! split: [`Evaluator::scored_on`]) as mean ± std over the seeds.
 
-use crate::data::CaptionedImages;
+use crate::data::{CaptionedImages, Split};
 use crate::error::Result;
 use crate::evaluate::results::RecallStats;
 use crate::model::retrieval;
@@ -20,7 +21,7 @@ use std::time::Instant;
 pub struct SeedReport {
     /// Index of the seed (0-based).
     pub seed_index: usize,
-    /// Test recall of the model trained with it.
+    /// Recall of the model trained with it, on the evaluator's split.
     pub recall: Recall,
     /// Mean training loss of the last epoch.
     pub final_loss: f64,
@@ -38,6 +39,7 @@ pub struct Evaluator {
     num_seeds: usize,
     seed: u64,
     eval_batch: usize,
+    split: Split,
     /// Reports of the seeds done so far.
     pub runs: Vec<SeedReport>,
 }
@@ -63,6 +65,7 @@ impl Evaluator {
             num_seeds,
             seed,
             eval_batch: 256,
+            split: Split::Test,
             runs: Vec::new(),
         }
     }
@@ -93,6 +96,22 @@ impl Evaluator {
             c.num_seeds,
             exp.config.seed,
         )
+    }
+
+    /// Scores on `split` of `exp` instead of the test split: validation
+    /// recall is what settings are chosen by, so that the test split is
+    /// used once, for the reported number. Seeds already evaluated are
+    /// dropped (they were scored on the other split).
+    pub fn scored_on(mut self, exp: &crate::experiment::Experiment, split: Split) -> Self {
+        self.test = exp.split(split).clone();
+        self.split = split;
+        self.runs.clear();
+        self
+    }
+
+    /// The split the trained models are scored on.
+    pub fn split(&self) -> Split {
+        self.split
     }
 
     /// True when every seed has been evaluated.

@@ -1,0 +1,57 @@
+//! The evaluation protocol scores on the split it is asked for: the test
+//! split by default, the validation split for choosing settings.
+
+use vl_distill::config::Config;
+use vl_distill::data::Split;
+use vl_distill::evaluate::coreset;
+use vl_distill::evaluate::protocol::Evaluator;
+use vl_distill::experiment::Experiment;
+use vl_distill::stage1::sgd::{SgdConfig, TowerLr};
+
+#[test]
+fn scored_on_val_trains_the_same_students_and_tests_them_on_val() {
+    let mut c = Config::smoke();
+    c.apply_overrides(&["eval.num_seeds=2", "eval.small_set_epochs=10"])
+        .unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
+    assert_ne!(exp.val.num_images(), exp.test.num_images());
+    let pairs = coreset::random(&exp.train, 20, 0).unwrap();
+    let lr = TowerLr::from(&exp.config.experts);
+
+    let mut on_test = Evaluator::for_small_set(&exp, pairs.clone(), lr);
+    assert_eq!(on_test.split(), Split::Test);
+    let test = on_test.run().unwrap();
+    let mut on_val = Evaluator::for_small_set(&exp, pairs.clone(), lr).scored_on(&exp, Split::Val);
+    assert_eq!(on_val.split(), Split::Val);
+    let val = on_val.run().unwrap();
+
+    // the same students as an evaluator built explicitly on the val split
+    let batch = exp.config.eval.batch_size.min(pairs.num_pairs()).max(2);
+    let sgd = SgdConfig {
+        lr,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        batch_size: batch,
+        captions_per_image: None,
+    };
+    let mut explicit = Evaluator::new(
+        exp.model.clone(),
+        pairs,
+        exp.val.clone(),
+        sgd,
+        exp.config.eval.small_set_epochs,
+        exp.config.eval.num_seeds,
+        exp.config.seed,
+    );
+    assert_eq!(explicit.run().unwrap(), val);
+    assert_ne!(
+        val, test,
+        "val and test have different sizes: recalls differ"
+    );
+    // TR R@1 on val counts hits among the val images
+    let per_image = 100.0 / exp.val.num_images() as f64;
+    for r in &on_val.runs {
+        let hits = r.recall.tr_r1 / per_image;
+        assert!((hits - hits.round()).abs() < 1e-6, "{}", r.recall.tr_r1);
+    }
+}
