@@ -1,6 +1,6 @@
 //! Gradients against central finite differences in f64: InfoNCE, the ConvNet
 //! tower, and stage 2's gradient of the bi-trajectory matching loss through
-//! unrolled SGD steps (`distill::matching_gradient`, the reverse sweep) with
+//! unrolled SGD steps (`stage2::matching::matching_gradient`, the reverse sweep) with
 //! respect to the synthetic images, text embeddings and log learning rates.
 
 use candle_core::{DType, Device, Tensor, Var};

@@ -82,7 +82,7 @@ impl CaptionedImages {
         Ok((x, e))
     }
 
-    /// `m` random real pairs of `train`: `m` distinct images, each with one of
+    /// `m` random real pairs of these: `m` distinct images, each with one of
     /// its captions drawn uniformly; returns the caption (pair) indices, seeded.
     pub fn random_pairs(&self, m: usize, seed: u64) -> Result<Vec<u32>> {
         let n = self.num_images();
