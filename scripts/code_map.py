@@ -28,6 +28,7 @@ LAYERS = [
     ("stage2", ["stage2"]),
     ("evaluate", ["evaluate"]),
     ("display", ["display"]),
+    ("tuning", ["tune"]),
     ("pipeline", ["pipeline"]),
     ("notebook and binary", ["notebook", "bin"]),
 ]

@@ -54,6 +54,7 @@
 //! | stage 2 | [`stage2`]: the distilled set, the unrolled student and its reverse sweep, the matching loss, the distiller |
 //! | evaluation | [`evaluate`]: the protocol, result rows, coresets |
 //! | pictures and tables | [`display`] |
+//! | tuning | [`tune`]: stage-2 settings chosen by validation recall |
 //! | the pipeline | [`pipeline`]: the steps the command line and notebooks share |
 //! | notebooks | [`notebook`]: the cache-aware [`Workspace`](notebook::Workspace) |
 
@@ -83,6 +84,9 @@ pub mod experiment;
 pub mod evaluate;
 pub mod stage1;
 pub mod stage2;
+
+// choosing stage-2 settings on the validation split
+pub mod tune;
 
 // shared by the command line and notebooks
 pub mod pipeline;

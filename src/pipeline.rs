@@ -18,6 +18,7 @@
 //! | `distilled.safetensors`, `distilled_before.png`, `distilled_after.png`, `distilled/` | [`distill_into`] |
 //! | `results.json` | [`evaluate_method`] (one row appended per call) |
 //! | `report.md` | [`run`] |
+//! | `tune.json`, `tuned.toml` | [`tune_into`] |
 
 use crate::config::{Config, DataSource, TextConfig};
 use crate::data::prepare::{self, PrepareOptions};
@@ -36,6 +37,7 @@ use crate::stage1::sgd::{describe_epoch, SgdConfig, TowerLr};
 use crate::stage1::trajectory::{self, Trajectory};
 use crate::stage2::distilled_set::DistilledSet;
 use crate::stage2::distiller::Distiller;
+use crate::tune;
 use candle_core::{DType, Device};
 use std::path::Path;
 use std::time::Instant;
@@ -46,6 +48,10 @@ pub const DISTILLED_FILE: &str = "distilled.safetensors";
 pub const CHECKPOINT_FILE: &str = "distill_checkpoint.safetensors";
 /// The file name of the run report in a run folder.
 pub const REPORT_FILE: &str = "report.md";
+/// The file [`tune_into`] writes the winner's whole configuration to.
+pub const TUNED_FILE: &str = "tuned.toml";
+/// The file [`tune_into`] writes every score to.
+pub const TUNE_LOG_FILE: &str = "tune.json";
 
 /// The finished experts of `exp`'s setup in `dir`: all
 /// `experts.num_experts` of them, trained on this data with this model,
@@ -552,4 +558,40 @@ pub fn prepare_dataset(opts: &PrepareOptions, text: Option<&TextConfig>) -> Resu
         );
     }
     Ok(())
+}
+
+/// `vl-distill tune`: the experts of `exp`'s setup in `dir` (trained when
+/// missing), then [`tune::tune`] on the validation split; writes every
+/// score to `dir/tune.json` and the winner's whole configuration to
+/// `dir/tuned.toml` (what `--config` takes), and prints the winner.
+pub fn tune_into(
+    exp: &Experiment,
+    dir: &Path,
+    opts: &tune::TuneOptions,
+    progress: bool,
+) -> Result<tune::TuneResult> {
+    let experts = match finished_experts(exp, dir) {
+        Some(ts) => ts,
+        None => train_experts(exp, dir, progress)?,
+    };
+    let t = Instant::now();
+    let result = tune::tune(exp, &experts, opts)?;
+    crate::io::write_json(&dir.join(TUNE_LOG_FILE), &result.rows)?;
+    let toml = format!(
+        "# chosen by `vl-distill tune` on validation recall (sum of TR/IR R@1/5/10) \
+         among {} candidates in {} rungs; run it with --config\n{}",
+        opts.candidates,
+        opts.rungs,
+        result.config.to_toml()
+    );
+    let path = dir.join(TUNED_FILE);
+    crate::io::write_atomic(&path, toml.as_bytes())?;
+    log_line(&format!(
+        "tune done in {:.1} s; every score in {}",
+        t.elapsed().as_secs_f64(),
+        dir.join(TUNE_LOG_FILE).display()
+    ));
+    println!("best on val: {}", result.best);
+    println!("its configuration: {}", path.display());
+    Ok(result)
 }

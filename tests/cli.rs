@@ -353,3 +353,58 @@ fn run_does_every_stage_and_writes_rows_and_a_report() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nfnet_l0"));
 }
+
+#[test]
+fn tune_scores_candidates_on_val_and_writes_a_config_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = cli(&[
+        "tune",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--quiet",
+        "--candidates",
+        "5",
+        "--rungs",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("best on val"));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("tune.json")).unwrap())
+            .unwrap();
+    let rung = |r: u64| rows.iter().filter(|x| x["rung"] == r).count();
+    // 5 candidates, then the best ⌈5/3⌉ = 2 at the configured iterations
+    assert_eq!((rung(0), rung(1)), (5, 2));
+    assert_eq!(
+        rows[0]["settings"]["lr_images"], 1000.0,
+        "the configured values come first"
+    );
+    // scored on the 60 validation images: TR R@1 counts hits among them
+    for r in &rows {
+        let tr = r["val"]["mean"]["tr_r1"].as_f64().unwrap();
+        let seeds = r["val"]["seeds"].as_f64().unwrap();
+        let hits = tr * 60.0 * seeds / 100.0;
+        assert!((hits - hits.round()).abs() < 1e-6, "{r}");
+    }
+    use vl_distill::config::Config;
+    let tuned = Config::from_toml_file(&dir.path().join("tuned.toml")).unwrap();
+    let best = rows
+        .iter()
+        .filter(|x| x["rung"] == 1)
+        .max_by(|a, b| {
+            a["score"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["score"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(
+        serde_json::json!(tuned.distill.lr_texts),
+        best["settings"]["lr_texts"]
+    );
+    assert_eq!(tuned.profile, "smoke");
+    assert_eq!(tuned.distill.iterations, Config::smoke().distill.iterations);
+}

@@ -133,6 +133,19 @@ fn main() -> Result<()> {
             let set = pipeline::load_distilled(&exp, &out)?;
             pipeline::write_pictures(&exp, &out, &set, "distilled set", nearest)?;
         }
+        Command::Tune {
+            common,
+            candidates,
+            rungs,
+        } => {
+            let (exp, out) = common.experiment()?;
+            let opts = vl_distill::tune::TuneOptions {
+                candidates,
+                rungs,
+                ..Default::default()
+            };
+            pipeline::tune_into(&exp, &out, &opts, !common.quiet)?;
+        }
         Command::Run(common) => {
             let (exp, out) = common.experiment()?;
             pipeline::run(&exp, &out, !common.quiet)?;

@@ -66,6 +66,22 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         pairs: Vec<usize>,
     },
+    /// Choose the stage-2 settings (distill.lr_images, lr_texts, lr_lr,
+    /// syn_steps, max_start_epoch) by validation recall: successive halving
+    /// over a grid around the configured values, with the experts in --out
+    /// (trained when missing). Writes --out/tune.json (every score) and
+    /// --out/tuned.toml (the winner's whole configuration, for --config).
+    /// Never reads the test split.
+    Tune {
+        #[command(flatten)]
+        common: Common,
+        /// Candidates in the first rung (the configured values among them).
+        #[arg(long, default_value_t = 27)]
+        candidates: usize,
+        /// Rungs of successive halving (the last runs distill.iterations).
+        #[arg(long, default_value_t = 3)]
+        rungs: usize,
+    },
     /// (Re)write the pictures of --out/distilled.safetensors:
     /// distilled_before.png, distilled_after.png and distilled/ (a PNG per
     /// pair, index.json, index.md with the nearest real captions). Uses
