@@ -63,6 +63,38 @@ impl Default for LoadOptions {
 pub struct LoadReport {
     /// Images skipped (only with [`LoadOptions::skip_unreadable`]) and why.
     pub skipped: Vec<(PathBuf, String)>,
+    /// How many images of each original size (width, height) were resized
+    /// to the loaded size.
+    pub resized: std::collections::BTreeMap<(u32, u32), usize>,
+    /// The side every image was loaded at.
+    pub image_size: u32,
+}
+
+impl LoadReport {
+    /// One line saying what was resized from and to, e.g. `resized 3842
+    /// images from 64×64 to 224×224 px (bilinear)`; `None` when nothing was.
+    pub fn resize_summary(&self) -> Option<String> {
+        if self.resized.is_empty() {
+            return None;
+        }
+        let s = self.image_size;
+        let parts: Vec<String> = self
+            .resized
+            .iter()
+            .map(|((w, h), n)| {
+                let how = if *w < s && *h < s {
+                    "bilinear"
+                } else {
+                    "Catmull-Rom"
+                };
+                format!("{n} from {w}×{h} ({how})")
+            })
+            .collect();
+        Some(format!(
+            "resized images to {s}×{s} px: {}",
+            parts.join(", ")
+        ))
+    }
 }
 
 /// One image named by an annotation file, before its pixels are read.
@@ -323,8 +355,8 @@ enum ReadFailure {
     Undecodable(String),
 }
 
-/// Reads one image as RGB8 at `size × size`.
-fn read_image(path: &Path, size: u32) -> std::result::Result<RgbImage, ReadFailure> {
+/// Reads one image as RGB8 at `size × size`, with its original size.
+fn read_image(path: &Path, size: u32) -> std::result::Result<(RgbImage, (u32, u32)), ReadFailure> {
     if !path.is_file() {
         return Err(ReadFailure::Missing);
     }
@@ -334,17 +366,23 @@ fn read_image(path: &Path, size: u32) -> std::result::Result<RgbImage, ReadFailu
     let img = reader
         .decode()
         .map_err(|e| ReadFailure::Undecodable(e.to_string()))?;
-    Ok(square_rgb(img, size))
+    let original = (img.width(), img.height());
+    Ok((square_rgb(img, size), original))
 }
 
 /// An image as 8-bit RGB at `size × size`: unchanged when it already is,
-/// else resized with Catmull-Rom filtering, the aspect ratio not kept (what
-/// every loader here does, so `data prepare` writes exactly the pixels a
-/// load of the original would give).
+/// else resized, the aspect ratio not kept (what every loader here does, so
+/// `data prepare` writes exactly the pixels a load of the original would
+/// give). Enlarging in both directions is bilinear (the 64-px emoji art
+/// shown to a 224-px encoder, as timm's upsampling would); any other resize
+/// uses Catmull-Rom filtering.
 pub(crate) fn square_rgb(img: image::DynamicImage, size: u32) -> RgbImage {
     let img = img.to_rgb8();
-    if img.dimensions() == (size, size) {
+    let (w, h) = img.dimensions();
+    if (w, h) == (size, size) {
         img
+    } else if w < size && h < size {
+        imageops::resize(&img, size, size, imageops::FilterType::Triangle)
     } else {
         imageops::resize(&img, size, size, imageops::FilterType::CatmullRom)
     }
@@ -365,14 +403,22 @@ fn finish(
         val: Vec::new(),
         test: Vec::new(),
     };
-    let mut report = LoadReport::default();
+    let mut report = LoadReport {
+        image_size: opts.image_size,
+        ..LoadReport::default()
+    };
     for (p, img) in pending.into_iter().zip(images) {
         match img {
-            Ok(image) => ds.split_mut(p.split).push(Sample {
-                filename: p.filename,
-                image,
-                captions: p.captions,
-            }),
+            Ok((image, original)) => {
+                if original != (opts.image_size, opts.image_size) {
+                    *report.resized.entry(original).or_default() += 1;
+                }
+                ds.split_mut(p.split).push(Sample {
+                    filename: p.filename,
+                    image,
+                    captions: p.captions,
+                })
+            }
             Err(failure) => {
                 let reason = match &failure {
                     ReadFailure::Missing => {
