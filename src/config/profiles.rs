@@ -50,6 +50,7 @@ impl Config {
                     depth: 2,
                 },
                 image_proj: None,
+                backbone: Backbone::Trained,
                 text_tower: TextTowerConfig::Linear,
                 temperature: 0.07,
                 learn_temperature: false,
@@ -94,6 +95,8 @@ impl Config {
                 cached_steps: DEFAULT_CACHED_STEPS,
                 max_lr_step: None,
                 clamp_pixels: false,
+                space: SynthSpace::Pixels,
+                lr_features: DEFAULT_LR_FEATURES,
             },
         }
     }

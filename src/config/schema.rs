@@ -404,6 +404,71 @@ pub struct ModelConfig {
     pub temperature: f64,
     /// Learn τ (as log(1/τ), stored in the text tower's parameters) instead of fixing it.
     pub learn_temperature: bool,
+    /// Whether the image encoder trains with the heads (`trained`, the
+    /// paper's regime) or stays frozen (`frozen`: head-only training and
+    /// matching over precomputed, standardised backbone features; needs
+    /// `image_proj`).
+    #[serde(default, skip_serializing_if = "Backbone::is_trained")]
+    pub backbone: Backbone,
+}
+
+/// Whether the image encoder's own parameters train.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backbone {
+    /// Every parameter of both towers trains (experts fine-tune the encoder,
+    /// stage 2 matches all of it).
+    #[default]
+    Trained,
+    /// The image encoder is frozen (its pretrained weights, in eval mode);
+    /// only the image projection and the text tower train. Real images are
+    /// encoded once (and cached on disk); experts, coresets and evaluation
+    /// train the heads on those features, and stage 2 matches the heads'
+    /// trajectories only: RepBlend's head-only matching.
+    Frozen,
+}
+
+impl Backbone {
+    /// True for [`Backbone::Trained`].
+    pub fn is_trained(&self) -> bool {
+        *self == Backbone::Trained
+    }
+
+    /// `"trained"` or `"frozen"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backbone::Trained => "trained",
+            Backbone::Frozen => "frozen",
+        }
+    }
+}
+
+/// What the distilled set's images are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynthSpace {
+    /// Pixels `[M, 3, H, W]`, as in the paper: usable with any encoder.
+    #[default]
+    Pixels,
+    /// Frozen-backbone features `[M, D]` (with `model.backbone = "frozen"`
+    /// only): cheaper and stronger, but tied to that backbone and its
+    /// weights (no cross-architecture use).
+    Features,
+}
+
+impl SynthSpace {
+    /// True for [`SynthSpace::Pixels`].
+    pub fn is_pixels(&self) -> bool {
+        *self == SynthSpace::Pixels
+    }
+
+    /// `"pixels"` or `"features"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SynthSpace::Pixels => "pixels",
+            SynthSpace::Features => "features",
+        }
+    }
 }
 
 /// Stage 1: training the experts and recording their trajectories.
@@ -507,6 +572,30 @@ pub struct DistillConfig {
     /// inputs unlike any real image.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clamp_pixels: bool,
+    /// What the synthetic images are: pixels (default) or, with a frozen
+    /// backbone, its features. `vl-distill run` with a frozen backbone
+    /// distils both.
+    #[serde(default, skip_serializing_if = "SynthSpace::is_pixels")]
+    pub space: SynthSpace,
+    /// Learning rate of the synthetic features when `space` is `features`
+    /// (`lr_images` is the pixels'); standardised features move on another
+    /// scale than pixels.
+    #[serde(
+        default = "default_lr_features",
+        skip_serializing_if = "is_default_lr_features"
+    )]
+    pub lr_features: f64,
+}
+
+/// The default of [`DistillConfig::lr_features`].
+pub const DEFAULT_LR_FEATURES: f64 = 1000.0;
+
+fn default_lr_features() -> f64 {
+    DEFAULT_LR_FEATURES
+}
+
+fn is_default_lr_features(v: &f64) -> bool {
+    *v == DEFAULT_LR_FEATURES
 }
 
 /// The default of [`DistillConfig::cached_steps`].

@@ -200,6 +200,31 @@ impl Config {
         if d.max_lr_step.is_some_and(|b| b.is_nan() || b <= 0.0) {
             return bad("distill.max_lr_step must be > 0 (or unset)".into());
         }
+        if d.lr_features.is_nan() || d.lr_features < 0.0 {
+            return bad("distill.lr_features must be >= 0".into());
+        }
+        if self.model.backbone == Backbone::Frozen {
+            if self.model.image_proj.is_none() {
+                return bad(
+                    "model.backbone = \"frozen\" needs model.image_proj (the image head that trains)"
+                        .into(),
+                );
+            }
+            if matches!(self.model.image, ImageEncoderConfig::VitLora { .. }) {
+                return bad(
+                    "model.backbone = \"frozen\" does not apply to vit_lora: its adapters train \
+                     inside the backbone (use backbone = \"trained\", which trains only the adapters)"
+                        .into(),
+                );
+            }
+        }
+        if d.space == SynthSpace::Features && self.model.backbone != Backbone::Frozen {
+            return bad(
+                "distill.space = \"features\" needs model.backbone = \"frozen\" (features of a \
+                 backbone that trains change with it)"
+                    .into(),
+            );
+        }
         if let TextTowerConfig::ProjectionHead { dropout } = self.model.text_tower {
             if !(0.0..1.0).contains(&dropout) {
                 return bad("model.text_tower.dropout must be in [0, 1)".into());

@@ -11,6 +11,8 @@ mod conv;
 pub mod convnet;
 mod depthwise;
 pub mod efficientnet;
+pub mod features;
+pub mod frozen;
 mod kernel;
 pub mod layers;
 pub mod loss;
@@ -24,12 +26,14 @@ pub mod vit;
 
 pub use convnet::ConvNet;
 pub use efficientnet::EfficientNetLite0;
+pub use features::FeatureInput;
+pub use frozen::{FrozenBackbone, Standardisation};
 pub use nfnet::{NfCfg, NfNet};
 pub use params::ParamSet;
 pub use text_tower::TextTower;
 pub use vit::{Vit, VitCfg};
 
-use crate::config::{EncoderSize, ImageEncoderConfig, ModelConfig};
+use crate::config::{Backbone, EncoderSize, ImageEncoderConfig, ModelConfig};
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
@@ -203,11 +207,22 @@ pub struct TwoTower {
 }
 
 impl TwoTower {
-    /// Builds the model of `cfg` for `image_size` px images and `text_dim`-d sentence embeddings.
+    /// Builds the model of `cfg` for `image_size` px images and `text_dim`-d
+    /// sentence embeddings. With a frozen backbone (`model.backbone`), the
+    /// image tower reads the backbone's features ([`FeatureInput`]) and
+    /// only its projection trains; the backbone itself is the experiment's
+    /// [`FrozenBackbone`].
     pub fn new(cfg: &ModelConfig, image_size: usize, text_dim: usize) -> Result<TwoTower> {
-        let encoder = image_encoder(&cfg.image, image_size)?;
+        let mut encoder = image_encoder(&cfg.image, image_size)?;
+        if cfg.backbone == Backbone::Frozen {
+            encoder = Box::new(FeatureInput {
+                dim: encoder.out_dim(),
+                backbone: cfg.image.architecture(),
+            });
+        }
         let joint = cfg.image_proj.unwrap_or(encoder.out_dim());
         let image_checkpoint = match (&cfg.image, cfg.image.checkpoint()) {
+            _ if cfg.backbone == Backbone::Frozen => None,
             (ImageEncoderConfig::VitLora { .. }, _) | (_, None) => None,
             (_, Some(path)) => {
                 // the names and shapes to read; the values are replaced

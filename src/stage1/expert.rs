@@ -99,6 +99,7 @@ impl ExpertTrainer {
             val_recall: Vec::new(),
             complete: false,
             forgetting: None,
+            features: exp.features_key.clone(),
         };
         Ok(ExpertTrainer {
             model: exp.model.clone(),

@@ -56,6 +56,11 @@ pub struct TrajectoryMeta {
     /// done (absent in trajectories written before they were recorded).
     #[serde(default)]
     pub forgetting: Option<ForgettingCounts>,
+    /// With a frozen backbone: the key of the real features it trained on
+    /// (weights, data and preprocessing; the features' standardisation is
+    /// a function of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<String>,
 }
 
 impl TrajectoryMeta {
@@ -67,6 +72,7 @@ impl TrajectoryMeta {
             && self.model == exp.config.model
             && self.text_encoder == exp.text_encoder
             && self.training == exp.config.experts
+            && self.features == exp.features_key
     }
 
     /// Errors unless `other` describes the same training setup (everything
@@ -78,6 +84,7 @@ impl TrajectoryMeta {
             ("training config", self.training != other.training),
             ("dataset", self.dataset_hash != other.dataset_hash),
             ("text encoder", self.text_encoder != other.text_encoder),
+            ("backbone features", self.features != other.features),
         ];
         if let Some((what, _)) = mismatch.iter().find(|(_, differs)| *differs) {
             return Err(Error::bad_file(
