@@ -20,7 +20,7 @@
 //! | `report.md` | [`run`] |
 //! | `tune.json`, `tuned.toml` | [`tune_into`] |
 
-use crate::config::{Config, DataSource, TextConfig};
+use crate::config::{Config, DataSource, DistillConfig, SynthSpace, TextConfig};
 use crate::data::prepare::{self, PrepareOptions};
 use crate::display::comparison::ComparisonTable;
 use crate::display::export::DEFAULT_NEAREST;
@@ -44,6 +44,10 @@ use std::time::Instant;
 
 /// The file name of the distilled set in a run folder.
 pub const DISTILLED_FILE: &str = "distilled.safetensors";
+/// The feature-space distilled set's file (frozen backbone).
+pub const DISTILLED_FEATURES_FILE: &str = "distilled_features.safetensors";
+/// The feature-space distillation's checkpoint.
+pub const FEATURES_CHECKPOINT_FILE: &str = "distill_features_checkpoint.safetensors";
 /// The file name of the distillation checkpoint in a run folder.
 pub const CHECKPOINT_FILE: &str = "distill_checkpoint.safetensors";
 /// The file name of the run report in a run folder.
@@ -147,23 +151,71 @@ pub fn distill(mut d: Distiller, name: &str, progress: bool) -> Result<Distiller
     Ok(d)
 }
 
-/// Stage 2 from the finished experts in `dir`: the set goes to
-/// `dir/distilled.safetensors`, its pictures beside it ([`write_pictures`]).
+/// The file a distilled set of `space` is kept in.
+pub fn distilled_file(space: SynthSpace) -> &'static str {
+    match space {
+        SynthSpace::Pixels => DISTILLED_FILE,
+        SynthSpace::Features => DISTILLED_FEATURES_FILE,
+    }
+}
+
+/// The `method` of a distilled set of `space` in `results.json`:
+/// `distilled` (pixels) or `distilled_features`.
+pub fn distilled_method(space: SynthSpace) -> &'static str {
+    match space {
+        SynthSpace::Pixels => "distilled",
+        SynthSpace::Features => "distilled_features",
+    }
+}
+
+/// Stage 2 from the finished experts in `dir`, in the configured space
+/// (`distill.space`): the set goes to `dir/distilled.safetensors` (pixels,
+/// pictures beside it: [`write_pictures`]) or
+/// `dir/distilled_features.safetensors`.
 pub fn distill_into(exp: &Experiment, dir: &Path, progress: bool) -> Result<DistilledSet> {
+    distill_space_into(exp, dir, exp.config.distill.space, progress)
+}
+
+/// [`distill_into`] in `space` whatever `distill.space` says.
+pub fn distill_space_into(
+    exp: &Experiment,
+    dir: &Path,
+    space: SynthSpace,
+    progress: bool,
+) -> Result<DistilledSet> {
     let experts = trajectory::load_all(dir, &exp.device)?;
-    let d = Distiller::new(exp, experts)?.with_checkpoint(dir.join(CHECKPOINT_FILE))?;
-    let d = distill(d, "stage 2", progress)?;
-    let path = dir.join(DISTILLED_FILE);
+    let cfg = DistillConfig {
+        space,
+        ..exp.config.distill.clone()
+    };
+    let (checkpoint, name) = match space {
+        SynthSpace::Pixels => (CHECKPOINT_FILE, "stage 2"),
+        SynthSpace::Features => (FEATURES_CHECKPOINT_FILE, "stage 2 (features)"),
+    };
+    let d = Distiller::with_config(exp, experts, cfg)?.with_checkpoint(dir.join(checkpoint))?;
+    let d = distill(d, name, progress)?;
+    let path = dir.join(distilled_file(space));
     d.set.save(&path)?;
     log_line(&format!("distilled set → {}", path.display()));
-    let after = format!("after {} iterations", d.iteration);
-    write_pictures(exp, dir, &d.set, &after, DEFAULT_NEAREST)?;
+    if space == SynthSpace::Pixels {
+        let after = format!("after {} iterations", d.iteration);
+        write_pictures(exp, dir, &d.set, &after, DEFAULT_NEAREST)?;
+    }
     Ok(d.set)
 }
 
-/// The distilled set of the run in `dir`.
+/// The distilled set of the run in `dir` (pixels).
 pub fn load_distilled(exp: &Experiment, dir: &Path) -> Result<DistilledSet> {
-    let path = dir.join(DISTILLED_FILE);
+    load_distilled_space(exp, dir, SynthSpace::Pixels)
+}
+
+/// The distilled set of `space` of the run in `dir`.
+pub fn load_distilled_space(
+    exp: &Experiment,
+    dir: &Path,
+    space: SynthSpace,
+) -> Result<DistilledSet> {
+    let path = dir.join(distilled_file(space));
     if !path.exists() {
         return Err(Error::Config(format!(
             "no distilled set at {}: run `vl-distill distill` first",
@@ -186,8 +238,9 @@ pub fn write_pictures(
 ) -> Result<()> {
     let d = &exp.config.distill;
     let kind = |k: crate::config::InitKind| format!("{k:?}").to_lowercase();
-    let initial = DistilledSet::init(
+    let initial = DistilledSet::init_in(
         exp,
+        SynthSpace::Pixels,
         d.pairs,
         d.init_images,
         d.init_texts,
@@ -267,7 +320,7 @@ pub fn evaluate_distilled(
             lr.text
         ));
     }
-    let stats = evaluate_pairs(exp, set.as_pairs()?, lr, label)?;
+    let stats = evaluate_pairs(exp, set.training_pairs(exp)?, lr, label)?;
     Ok((stats, source))
 }
 
@@ -351,13 +404,20 @@ pub fn row(exp: &Experiment, method: &str, pairs: Option<usize>, stats: &RecallS
         &exp.image_encoder(),
         &exp.text_encoder,
     )
+    .at_size(
+        exp.dataset
+            .image_size()
+            .map(|(w, _)| w)
+            .unwrap_or(exp.config.data.image_size),
+    )
 }
 
 /// What [`evaluate_method`] trains fresh students on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    /// The run's distilled set (`distilled.safetensors`), with its learned α.
-    Distilled,
+    /// The run's distilled set of this space (`distilled.safetensors`,
+    /// `distilled_features.safetensors`), with its learned α.
+    Distilled(SynthSpace),
     /// A coreset of this many real pairs.
     Coreset(CoresetMethod, usize),
     /// The full train split: the finished experts of the run when they
@@ -372,10 +432,13 @@ pub enum Method {
 /// `dir/results.json`.
 pub fn evaluate_method(exp: &Experiment, dir: &Path, method: Method) -> Result<RecallStats> {
     let (row, stats) = match method {
-        Method::Distilled => {
-            let set = load_distilled(exp, dir)?;
-            let (stats, source) = evaluate_distilled(exp, &set, "distilled")?;
-            let row = row(exp, "distilled", Some(set.len()), &stats).distilled_with(source);
+        Method::Distilled(space) => {
+            let set = load_distilled_space(exp, dir, space)?;
+            let name = distilled_method(space);
+            let (stats, source) = evaluate_distilled(exp, &set, name)?;
+            let row = row(exp, name, Some(set.len()), &stats)
+                .distilled_with(source)
+                .in_space(space);
             (row, stats)
         }
         Method::Coreset(m, n) => {
@@ -415,14 +478,24 @@ pub fn run(exp: &Experiment, dir: &Path, progress: bool) -> Result<()> {
     let t0 = Instant::now();
     train_experts(exp, dir, progress)?;
     timed("experts".into(), t0);
-    let t0 = Instant::now();
-    distill_into(exp, dir, progress)?;
-    timed("distillation".into(), t0);
+    // with a frozen backbone both kinds of set: pixels (the paper's) and features
+    let spaces: &[SynthSpace] = match exp.backbone {
+        Some(_) => &[SynthSpace::Pixels, SynthSpace::Features],
+        None => &[SynthSpace::Pixels],
+    };
+    for &space in spaces {
+        let t0 = Instant::now();
+        distill_space_into(exp, dir, space, progress)?;
+        timed(format!("distillation ({})", space.name()), t0);
+    }
     let n = exp.config.distill.pairs;
-    let t0 = Instant::now();
-    let distilled = evaluate_method(exp, dir, Method::Distilled)?;
-    timed("evaluate distilled".into(), t0);
-    let mut rows = vec![("distilled", Some(n), distilled)];
+    let mut rows = Vec::new();
+    for &space in spaces {
+        let t0 = Instant::now();
+        let stats = evaluate_method(exp, dir, Method::Distilled(space))?;
+        timed(format!("evaluate {}", distilled_method(space)), t0);
+        rows.push((distilled_method(space), Some(n), stats));
+    }
     for m in CoresetMethod::ALL {
         let t0 = Instant::now();
         let stats = evaluate_method(exp, dir, Method::Coreset(m, n))?;
@@ -516,6 +589,22 @@ pub fn open_experiment(
         log_line(&format!(
             "data: skipped {} unreadable images (data.skip_unreadable)",
             exp.load_report.skipped.len()
+        ));
+    }
+    if let Some(line) = exp.load_report.resize_summary() {
+        log_line(&format!("data: {line}"));
+    }
+    if let Some(b) = &exp.backbone {
+        log_line(&format!(
+            "frozen backbone: {} at {} px ({}); real features {}; only the heads train",
+            b.id(),
+            b.image_size,
+            if b.pretrained {
+                "pretrained weights"
+            } else {
+                "RANDOM weights: no checkpoint configured"
+            },
+            exp.features_note.as_deref().unwrap_or("computed"),
         ));
     }
     log_line(&format!(

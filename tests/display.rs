@@ -424,6 +424,8 @@ fn distilled_grid_captions_each_pair_with_its_nearest_real_caption() {
         log_lr_image: 0.0,
         log_lr_text: 0.0,
         image_encoder: None,
+        space: Default::default(),
+        backbone: None,
     };
     let grid = distilled_grid(&many, &exp, "many").unwrap();
     assert_eq!(grid.len(), 100);

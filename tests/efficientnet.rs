@@ -266,6 +266,7 @@ fn model_config(checkpoint: Option<PathBuf>) -> ModelConfig {
         text_tower: TextTowerConfig::Linear,
         temperature: 0.07,
         learn_temperature: false,
+        backbone: Default::default(),
     }
 }
 

@@ -64,6 +64,7 @@ fn model(text_tower: TextTowerConfig, learn_temperature: bool, text_dim: usize) 
         text_tower,
         temperature: 0.5,
         learn_temperature,
+        backbone: Default::default(),
     };
     TwoTower::new(&cfg, 8, text_dim).unwrap()
 }

@@ -7,7 +7,7 @@ mod args;
 use anyhow::{Context, Result};
 use args::{Cli, Command, DataAction, PrepareArgs, PrepareDataset};
 use clap::Parser;
-use vl_distill::config::Config;
+use vl_distill::config::{Config, SynthSpace};
 use vl_distill::data::{karpathy, prepare};
 use vl_distill::evaluate::coreset::CoresetMethod;
 use vl_distill::experiment::load_dataset;
@@ -99,7 +99,8 @@ fn main() -> Result<()> {
             let (exp, out) = common.experiment_with(common.config()?, false)?;
             let method = match method.as_str() {
                 "full" => Method::Full { retrain },
-                "distilled" => Method::Distilled,
+                "distilled" => Method::Distilled(SynthSpace::Pixels),
+                "distilled_features" => Method::Distilled(SynthSpace::Features),
                 coreset => Method::Coreset(coreset.parse()?, exp.config.distill.pairs),
             };
             pipeline::evaluate_method(&exp, &out, method)?;

@@ -107,6 +107,13 @@ pub struct ResultRow {
     /// was distilled with (cross-architecture): that encoder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distilled_with: Option<String>,
+    /// Side of the images in pixels that the image encoder saw (absent in
+    /// rows written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<u32>,
+    /// For a distilled set: `pixels` or `features` (a frozen backbone's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<String>,
 }
 
 impl ResultRow {
@@ -142,6 +149,8 @@ impl ResultRow {
             image_encoder: image_encoder.into(),
             text_encoder: text_encoder.into(),
             distilled_with: None,
+            image_size: None,
+            space: None,
         }
     }
 
@@ -149,6 +158,18 @@ impl ResultRow {
     /// encoder `arch` (`None` leaves the row as it is).
     pub fn distilled_with(mut self, arch: Option<String>) -> Self {
         self.distilled_with = arch;
+        self
+    }
+
+    /// Records the image size the encoder saw.
+    pub fn at_size(mut self, image_size: u32) -> Self {
+        self.image_size = Some(image_size);
+        self
+    }
+
+    /// Records the space of a distilled set (`pixels`, `features`).
+    pub fn in_space(mut self, space: crate::config::SynthSpace) -> Self {
+        self.space = Some(space.name().to_string());
         self
     }
 

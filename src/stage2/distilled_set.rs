@@ -1,9 +1,15 @@
 //! [`DistilledSet`]: the M synthetic pairs (pixels and text embeddings in
 //! the frozen encoder's space) and the student's learned learning rates;
 //! initialised from real pairs or noise, saved and loaded as safetensors.
+//!
+//! With a frozen backbone a set may instead hold that backbone's
+//! (standardised) features ([`SynthSpace::Features`]); its file then names
+//! the backbone and its weights digest, and it is refused by an experiment
+//! with any other image encoder.
 
-use crate::config::InitKind;
+use crate::config::{InitKind, SynthSpace};
 use crate::data::CaptionedImages;
+use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::seeds::derive_seed;
@@ -18,7 +24,8 @@ use std::path::Path;
 /// M synthetic image–text pairs and the student's learned learning rates.
 #[derive(Debug, Clone)]
 pub struct DistilledSet {
-    /// Synthetic pixels `[M, 3, H, W]` (normalised space).
+    /// Synthetic pixels `[M, 3, H, W]` (normalised space), or with
+    /// [`SynthSpace::Features`] standardised backbone features `[M, D]`.
     pub images: Tensor,
     /// Synthetic text embeddings `[M, D]`.
     pub texts: Tensor,
@@ -30,11 +37,18 @@ pub struct DistilledSet {
     /// [`architecture`](crate::config::ImageEncoderConfig::architecture)
     /// label; `None` in files written before it was recorded).
     pub image_encoder: Option<String>,
+    /// What `images` are.
+    pub space: SynthSpace,
+    /// For a feature-space set: the frozen backbone it belongs to
+    /// ([`FrozenBackbone::id`](crate::model::FrozenBackbone::id): name and
+    /// weights digest).
+    pub backbone: Option<String>,
 }
 
 impl DistilledSet {
     /// `pairs` synthetic pairs initialised per modality from real training
-    /// pairs or noise (see [`InitKind`]), with student learning rates `lr`.
+    /// pairs or noise (see [`InitKind`]), with student learning rates `lr`,
+    /// in the experiment's configured space (`distill.space`).
     pub fn init(
         exp: &Experiment,
         pairs: usize,
@@ -43,13 +57,49 @@ impl DistilledSet {
         lr: TowerLr,
         seed: u64,
     ) -> Result<Self> {
+        Self::init_in(
+            exp,
+            exp.config.distill.space,
+            pairs,
+            images,
+            texts,
+            lr,
+            seed,
+        )
+    }
+
+    /// [`init`](Self::init) in `space`: with a frozen backbone, real images
+    /// start as their pixels ([`SynthSpace::Pixels`]) or as their
+    /// standardised features ([`SynthSpace::Features`]).
+    pub fn init_in(
+        exp: &Experiment,
+        space: SynthSpace,
+        pairs: usize,
+        images: InitKind,
+        texts: InitKind,
+        lr: TowerLr,
+        seed: u64,
+    ) -> Result<Self> {
+        let backbone = match (space, &exp.backbone) {
+            (SynthSpace::Features, Some(b)) => Some(b.id()),
+            (SynthSpace::Features, None) => {
+                return Err(Error::Config(
+                    "a feature-space set needs model.backbone = \"frozen\"".into(),
+                ))
+            }
+            (SynthSpace::Pixels, _) => None,
+        };
         let train = &exp.train;
         let captions = train
             .random_pairs(pairs, seed)
             .map_err(|e| Error::Config(format!("distill.pairs: {e}")))?;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "distill-init", &[]));
         let dev = train.images.device();
-        let (real_x, real_e) = train.batch(&captions)?;
+        let (mut real_x, real_e) = train.batch(&captions)?;
+        if space == SynthSpace::Pixels && exp.backbone.is_some() {
+            let owners: Vec<u32> = captions.iter().map(|&c| train.owner[c as usize]).collect();
+            real_x = exp.pixels(Split::Train, &owners)?;
+        }
         let images = match images {
             InitKind::Real => real_x,
             // from our seeded generator (candle's randn is not seeded per call)
@@ -76,7 +126,21 @@ impl DistilledSet {
             log_lr_image: lr.image.ln(),
             log_lr_text: lr.text.ln(),
             image_encoder: Some(exp.config.model.image.architecture()),
+            space,
+            backbone,
         })
+    }
+
+    /// The set as training pairs for `exp`'s model: pixels of a set go
+    /// through the frozen backbone when `exp` has one (pair j = image j with
+    /// text j). Checks that the set fits `exp` first.
+    pub fn training_pairs(&self, exp: &Experiment) -> Result<CaptionedImages> {
+        self.check_fits(exp)?;
+        let images = match (&exp.backbone, self.space) {
+            (Some(b), SynthSpace::Pixels) => b.features_chunked(&self.images, 64)?,
+            _ => self.images.clone(),
+        };
+        CaptionedImages::new(images, self.texts.clone(), (0..self.len() as u32).collect())
     }
 
     /// The learning rates for students of `exp`'s encoders trained on this
@@ -102,12 +166,37 @@ impl DistilledSet {
     /// Errors unless the set's images and texts have `exp`'s image size and
     /// embedding width (a set from another dataset or text encoder).
     pub fn check_fits(&self, exp: &Experiment) -> Result<()> {
-        let (_, _, h, w) = self.images.dims4()?;
-        let (_, _, eh, ew) = exp.train.images.dims4()?;
-        if (h, w) != (eh, ew) {
-            return Err(Error::Incompatible(format!(
-                "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
-            )));
+        match self.space {
+            SynthSpace::Pixels => {
+                let (_, _, h, w) = self.images.dims4()?;
+                let (ew, eh) = exp
+                    .dataset
+                    .image_size()
+                    .map(|(w, h)| (w as usize, h as usize))
+                    .unwrap_or((
+                        exp.config.data.image_size as usize,
+                        exp.config.data.image_size as usize,
+                    ));
+                if (h, w) != (eh, ew) {
+                    return Err(Error::Incompatible(format!(
+                        "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
+                    )));
+                }
+            }
+            SynthSpace::Features => {
+                let theirs = self.backbone.as_deref().unwrap_or("an unrecorded backbone");
+                let ours = exp.backbone.as_ref().map(|b| b.id());
+                if ours.as_deref() != Some(theirs) {
+                    return Err(Error::Incompatible(format!(
+                        "this distilled set holds features of the frozen {theirs}, and a \
+                         feature-space set works only with that backbone and weights; this \
+                         experiment's image encoder is {} (backbone {}): distil pixels for \
+                         other encoders",
+                        ours.unwrap_or_else(|| exp.config.model.image.architecture()),
+                        exp.config.model.backbone.name(),
+                    )));
+                }
+            }
         }
         let d = self.texts.dim(1)?;
         if d != exp.embeddings.dim {
@@ -150,6 +239,8 @@ impl DistilledSet {
             "lr_image": self.lr().image,
             "lr_text": self.lr().text,
             "image_encoder": self.image_encoder,
+            "space": self.space,
+            "backbone": self.backbone,
         });
         crate::io::save_tensors(path, &map, &meta.to_string())
     }
@@ -175,6 +266,15 @@ impl DistilledSet {
             log_lr_text: lr("log_lr_text")?,
             image_encoder: meta
                 .get("image_encoder")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            space: match meta.get("space") {
+                None | Some(serde_json::Value::Null) => SynthSpace::Pixels,
+                Some(v) => serde_json::from_value(v.clone())
+                    .map_err(|e| Error::bad_file(path, format!("bad space: {e}")))?,
+            },
+            backbone: meta
+                .get("backbone")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
         };

@@ -17,17 +17,17 @@
 //! optimisers. Every random choice of iteration i derives from (seed, i), so
 //! the iteration counter is all the random state there is.
 
-use crate::config::DistillConfig;
+use crate::config::{DistillConfig, SynthSpace};
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::model::TwoTower;
+use crate::model::{FrozenBackbone, TwoTower};
 use crate::progress::Progress;
 use crate::second_order::with_graph_gradients;
 use crate::seeds::derive_seed;
 use crate::stage1::sgd::TowerLr;
 use crate::stage1::trajectory::Trajectory;
 use crate::stage2::distilled_set::DistilledSet;
-use crate::stage2::matching::{matching_gradient, MatchGradient};
+use crate::stage2::matching::{matching_gradient, matching_gradient_through, MatchGradient};
 use crate::stage2::unroll::{StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
@@ -116,6 +116,10 @@ pub struct Distiller {
     /// The per-channel range of real pixels under the data's normalisation,
     /// `[1, 3, 1, 1]` each, when `distill.clamp_pixels` is on.
     pixel_range: Option<(Tensor, Tensor)>,
+    /// The frozen backbone the synthetic pixels pass through (once per
+    /// iteration, forward and back) when the set holds pixels and the
+    /// model reads backbone features.
+    backbone: Option<Arc<FrozenBackbone>>,
 }
 
 /// What a checkpoint's header holds besides the tensors.
@@ -133,7 +137,19 @@ impl Distiller {
     /// initialised as `exp.config.distill` says, with the experts' learning
     /// rates as the student's initial α.
     pub fn new(exp: &Experiment, experts: Vec<Trajectory>) -> Result<Self> {
-        let cfg = exp.config.distill.clone();
+        Self::with_config(exp, experts, exp.config.distill.clone())
+    }
+
+    /// [`new`](Self::new) with distillation settings `cfg` in place of the
+    /// experiment's (e.g. the same run in feature space).
+    pub fn with_config(
+        exp: &Experiment,
+        experts: Vec<Trajectory>,
+        cfg: DistillConfig,
+    ) -> Result<Self> {
+        let mut checked = exp.config.clone();
+        checked.distill = cfg.clone();
+        checked.validate()?;
         let need = cfg.max_start_epoch - 1 + cfg.expert_epochs;
         if experts.is_empty() {
             return Err(Error::Incompatible(
@@ -142,8 +158,9 @@ impl Distiller {
         }
         check_experts(exp, &experts, need)?;
         let lr = TowerLr::from(&exp.config.experts);
-        let set = DistilledSet::init(
+        let set = DistilledSet::init_in(
             exp,
+            cfg.space,
             cfg.pairs,
             cfg.init_images,
             cfg.init_texts,
@@ -151,10 +168,12 @@ impl Distiller {
             exp.config.seed,
         )?;
         let fingerprint = fingerprint(exp, &cfg, &experts);
-        let pixel_range = match cfg.clamp_pixels {
+        let pixels = set.space == SynthSpace::Pixels;
+        let pixel_range = match cfg.clamp_pixels && pixels {
             true => Some(exp.config.data.norm.pixel_range(set.images.device())?),
             false => None,
         };
+        let backbone = exp.backbone.clone().filter(|_| pixels);
         Ok(Distiller {
             model: exp.model.clone(),
             experts,
@@ -162,6 +181,7 @@ impl Distiller {
             seed: exp.config.seed,
             set,
             pixel_range,
+            backbone,
             momentum: OuterMomentum::default(),
             iteration: 0,
             history: Vec::new(),
@@ -279,15 +299,20 @@ impl Distiller {
         let keep = self.cfg.cached_steps;
         let model = self.model.clone();
         let (images, texts) = (self.set.images.clone(), self.set.texts.clone());
+        let backbone = self.backbone.clone();
         let MatchGradient {
             loss_image,
             loss_text,
             student_loss,
             grads,
-        } = with_graph_gradients(|| {
-            matching_gradient(
+        } = with_graph_gradients(|| match &backbone {
+            // pixels through a frozen backbone: once forward, once back
+            Some(b) => matching_gradient_through(
+                b, &model, &theta0, &target, &images, &texts, &batches, lr, keep,
+            ),
+            None => matching_gradient(
                 &model, &theta0, &target, &images, &texts, &batches, lr, keep,
-            )
+            ),
         })?;
         let loss = loss_image + loss_text;
         let finite = [loss, grads.log_lr_image, grads.log_lr_text]
@@ -356,7 +381,11 @@ impl Distiller {
         };
         if self.cfg.distill_images {
             let v = velocity(&mom.images, &grads.images)?;
-            set.images = (&set.images - (&v * self.cfg.lr_images)?)?.detach();
+            let lr = match set.space {
+                SynthSpace::Pixels => self.cfg.lr_images,
+                SynthSpace::Features => self.cfg.lr_features,
+            };
+            set.images = (&set.images - (&v * lr)?)?.detach();
             if let Some((lo, hi)) = &self.pixel_range {
                 set.images = set.images.broadcast_maximum(lo)?.broadcast_minimum(hi)?;
             }
@@ -458,6 +487,19 @@ fn check_experts(exp: &Experiment, experts: &[Trajectory], need: usize) -> Resul
                 t.meta.expert
             ))
         })?;
+        if t.meta.features != exp.features_key {
+            return Err(Error::Incompatible(format!(
+                "expert {} was trained on other backbone features ({}) than this experiment's ({})",
+                t.meta.expert,
+                t.meta
+                    .features
+                    .as_deref()
+                    .unwrap_or("none: the backbone trained"),
+                exp.features_key
+                    .as_deref()
+                    .unwrap_or("none: the backbone trains"),
+            )));
+        }
         if t.meta.dataset_hash != exp.dataset.content_hash() {
             return Err(Error::Incompatible(format!(
                 "expert {} was trained on another dataset ({})",
@@ -481,7 +523,7 @@ fn fingerprint(exp: &Experiment, cfg: &DistillConfig, experts: &[Trajectory]) ->
     what.checkpoint_every = 1;
     what.log_every = 1;
     what.cached_steps = crate::config::DEFAULT_CACHED_STEPS;
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "distill": what,
         "seed": exp.config.seed,
         "dataset": exp.dataset.content_hash(),
@@ -499,6 +541,10 @@ fn fingerprint(exp: &Experiment, cfg: &DistillConfig, experts: &[Trajectory]) ->
         }).collect::<Vec<_>>(),
         // the student's initial learning rates
         "initial_lr": [exp.config.experts.lr_image, exp.config.experts.lr_text],
-    })
-    .to_string()
+    });
+    if let Some(key) = &exp.features_key {
+        // the real features (weights, data, preprocessing) of a frozen backbone
+        json["features"] = serde_json::Value::String(key.clone());
+    }
+    json.to_string()
 }

@@ -2,10 +2,11 @@
 //! student's unrolled steps: the whole math of one distillation iteration.
 
 use crate::error::{Error, Result};
-use crate::model::{Modality, TowerParams, TwoTower};
+use crate::model::{FrozenBackbone, Modality, TowerParams, TwoTower};
+use crate::second_order::detached_backward;
 use crate::stage1::sgd::TowerLr;
 use crate::stage2::unroll::{reverse_sweep, unroll_forward, StepBatch, Unroll, UnrollGrads};
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 
 /// The bi-trajectory matching loss of a student end point against the
 /// expert's start and target epochs: per tower ‖θ̂ − θ*_target‖² divided by
@@ -83,4 +84,44 @@ pub fn matching_gradient(
         student_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
         grads,
     })
+}
+
+/// [`matching_gradient`] for synthetic **pixels** read through a frozen
+/// backbone: the pixels pass through `backbone` once (forward, keeping the
+/// graph), the student's steps run on their standardised features, and the
+/// features' gradient goes back through the backbone once, so
+/// `grads.images` is ∂ℓ/∂pixels. The backbone's parameters get no gradient
+/// (they are not variables). Must run inside
+/// [`with_graph_gradients`](crate::second_order::with_graph_gradients).
+#[allow(clippy::too_many_arguments)]
+pub fn matching_gradient_through(
+    backbone: &FrozenBackbone,
+    model: &TwoTower,
+    theta0: &TowerParams,
+    target: &TowerParams,
+    pixels: &Tensor,
+    texts: &Tensor,
+    batches: &[StepBatch],
+    lr: TowerLr,
+    keep: usize,
+) -> Result<MatchGradient> {
+    let leaf = Var::from_tensor(&pixels.detach())?;
+    let features = backbone.features(leaf.as_tensor())?;
+    let mut mg = matching_gradient(
+        model,
+        theta0,
+        target,
+        &features.detach(),
+        texts,
+        batches,
+        lr,
+        keep,
+    )?;
+    // ⟨∂ℓ/∂f, f(x)⟩ differentiated once: ∂ℓ/∂x (a vector–Jacobian product)
+    let chained = detached_backward(&(features * &mg.grads.images)?.sum_all()?)?;
+    mg.grads.images = match chained.get(leaf.as_tensor()) {
+        Some(g) => g.detach(),
+        None => leaf.as_tensor().zeros_like()?,
+    };
+    Ok(mg)
 }

@@ -31,14 +31,17 @@ pub enum Command {
     /// Stage 1: train the experts and write their trajectories into --out.
     Experts(Common),
     /// Stage 2: distil a synthetic set from the experts in --out
-    /// (checkpointed; resumes). Writes --out/distilled.safetensors.
+    /// (checkpointed; resumes). Writes --out/distilled.safetensors, or with
+    /// distill.space = "features" (frozen backbone)
+    /// --out/distilled_features.safetensors.
     Distill(Common),
     /// Train fresh models and report test retrieval (appends to --out/results.json).
     Eval {
         #[command(flatten)]
         common: Common,
         /// What to train on: `full` = the whole train split (the upper bound),
-        /// `distilled` = --out/distilled.safetensors, or a coreset of
+        /// `distilled` = --out/distilled.safetensors, `distilled_features` =
+        /// --out/distilled_features.safetensors, or a coreset of
         /// `distill.pairs` real pairs (`random`, `herding`, `kcenter`,
         /// `forgetting`; all but random need the experts in --out).
         #[arg(long, default_value = "full")]
@@ -50,7 +53,8 @@ pub enum Command {
     /// The whole pipeline: experts, distillation, then the distilled set,
     /// the four coresets (random, herding, k-center, forgetting) of the same
     /// size and the full data evaluated; writes results.json and report.md.
-    /// Reuses what --out already holds.
+    /// With a frozen backbone (model.backbone = "frozen") it distils both
+    /// pixels and features. Reuses what --out already holds.
     Run(Common),
     /// Evaluate coreset baselines of real pairs with the protocol of the
     /// distilled set (trains the experts first if --out has none: herding
