@@ -195,7 +195,7 @@ impl Workspace {
         lr: TowerLr,
         label: &str,
     ) -> Result<RecallStats> {
-        pipeline::evaluate_pairs(exp, pairs, lr, label)
+        Ok(pipeline::evaluate_pairs(exp, pairs, lr, label)?.stats)
     }
 
     /// Test recall of a distilled set (trained with its learned α). With an
@@ -208,7 +208,7 @@ impl Workspace {
         set: &DistilledSet,
         label: &str,
     ) -> Result<RecallStats> {
-        Ok(pipeline::evaluate_distilled(exp, set, label)?.0)
+        Ok(pipeline::evaluate_distilled(exp, set, label)?.0.stats)
     }
 
     /// Test recall of a coreset of `m` pairs chosen by `method` (trained with
@@ -221,12 +221,12 @@ impl Workspace {
         method: CoresetMethod,
         m: usize,
     ) -> Result<RecallStats> {
-        pipeline::evaluate_coreset(exp, experts, method, m)
+        Ok(pipeline::evaluate_coreset(exp, experts, method, m)?.stats)
     }
 
     /// The full-data upper bound: test recall of the experts' final epochs.
     pub fn evaluate_full(&self, exp: &Experiment, experts: &[Trajectory]) -> Result<RecallStats> {
-        pipeline::evaluate_full(exp, Some(experts))
+        Ok(pipeline::evaluate_full(exp, Some(experts))?.stats)
     }
 
     /// A `results.json` row for `stats` with this experiment's labels.

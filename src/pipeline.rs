@@ -22,13 +22,15 @@
 
 use crate::config::{Config, DataSource, DistillConfig, SynthSpace, TextConfig};
 use crate::data::prepare::{self, PrepareOptions};
+use crate::data::Split;
 use crate::display::comparison::ComparisonTable;
 use crate::display::export::DEFAULT_NEAREST;
 use crate::display::{distilled_grid, export_distilled};
 use crate::error::{Error, Result};
 use crate::evaluate::coreset::{self, CoresetMethod};
-use crate::evaluate::protocol::{evaluate_experts, Evaluator};
+use crate::evaluate::protocol::{evaluate_experts_at, Evaluator};
 use crate::evaluate::results::{append_result, RecallStats, ResultRow};
+use crate::evaluate::student_settings::{choose_on_val, val_score, StudentSetting};
 use crate::experiment::Experiment;
 use crate::model::retrieval::Recall;
 use crate::progress::log_line;
@@ -272,22 +274,67 @@ pub fn write_pictures(
     Ok(())
 }
 
+/// A method's test recall and, when its students' settings were chosen on
+/// the validation split, what was chosen.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// Test recall, mean ± std over the seeds.
+    pub stats: RecallStats,
+    /// The chosen setting and its validation score (`None` under the fixed
+    /// protocol).
+    pub student: Option<String>,
+}
+
 /// Test recall of fresh models trained on `pairs` with learning rates `lr`
 /// by the experiment's small-set protocol, with a line per seed; prints
-/// `label (n pairs): stats`.
+/// `label (n pairs): stats`. With `eval.student_grid` set, the students'
+/// settings (rate scale, momentum, epochs) are first chosen by validation
+/// recall over the grid, then the chosen one is tested once.
 pub fn evaluate_pairs(
     exp: &Experiment,
     pairs: crate::data::CaptionedImages,
     lr: TowerLr,
     label: &str,
-) -> Result<RecallStats> {
+) -> Result<Evaluated> {
     let c = &exp.config.eval;
     let n = pairs.num_pairs();
+    let (setting, student) = match &c.student_grid {
+        None => (StudentSetting::plain(c.small_set_epochs), None),
+        Some(grid) => {
+            log_line(&format!(
+                "select {label} on val: {} student settings × {} seeds (α image {:.4}, text {:.4})",
+                grid.len(),
+                c.num_seeds,
+                lr.image,
+                lr.text
+            ));
+            let t = Instant::now();
+            let choice = choose_on_val(exp, &pairs, lr, grid, |s, st| {
+                log_line(&format!(
+                    "  val {s}: score {:.1} (TR@1 {:.1}, IR@1 {:.1})",
+                    val_score(st),
+                    st.mean.tr_r1,
+                    st.mean.ir_r1
+                ))
+            })?;
+            let note = format!(
+                "{} (val score {:.1} of {} settings)",
+                choice.chosen,
+                val_score(&choice.val),
+                choice.tried.len()
+            );
+            log_line(&format!(
+                "  chosen on val: {note} in {:.1} s",
+                t.elapsed().as_secs_f64()
+            ));
+            (choice.chosen, Some(note))
+        }
+    };
     log_line(&format!(
-        "eval {label}: {n} pairs, {} seeds × {} epochs (α image {:.4}, text {:.4})",
-        c.num_seeds, c.small_set_epochs, lr.image, lr.text
+        "eval {label}: {n} pairs, {} seeds, {setting} (α image {:.4}, text {:.4})",
+        c.num_seeds, lr.image, lr.text
     ));
-    let mut ev = Evaluator::for_small_set(exp, pairs, lr);
+    let mut ev = setting.evaluator(exp, pairs, lr, Split::Test);
     while let Some(r) = ev.step()? {
         log_line(&format!(
             "  seed {}: test {} ({:.1} s)",
@@ -296,7 +343,7 @@ pub fn evaluate_pairs(
     }
     let stats = ev.stats()?;
     println!("{label} ({n} pairs): {stats}");
-    Ok(stats)
+    Ok(Evaluated { stats, student })
 }
 
 /// Test recall of a distilled set, trained with its learned α. With an
@@ -308,7 +355,7 @@ pub fn evaluate_distilled(
     exp: &Experiment,
     set: &DistilledSet,
     label: &str,
-) -> Result<(RecallStats, Option<String>)> {
+) -> Result<(Evaluated, Option<String>)> {
     set.check_fits(exp)?;
     let (lr, source) = set.student_lr(exp);
     if let Some(theirs) = &source {
@@ -320,8 +367,8 @@ pub fn evaluate_distilled(
             lr.text
         ));
     }
-    let stats = evaluate_pairs(exp, set.training_pairs(exp)?, lr, label)?;
-    Ok((stats, source))
+    let evaluated = evaluate_pairs(exp, set.training_pairs(exp)?, lr, label)?;
+    Ok((evaluated, source))
 }
 
 /// Test recall of a coreset of `m` real pairs chosen by `method`, trained
@@ -332,7 +379,7 @@ pub fn evaluate_coreset(
     experts: &[Trajectory],
     method: CoresetMethod,
     m: usize,
-) -> Result<RecallStats> {
+) -> Result<Evaluated> {
     let c = &exp.config;
     let t = Instant::now();
     let set = coreset::select(method, &exp.train, &exp.model, experts, m, c.seed)?;
@@ -344,19 +391,49 @@ pub fn evaluate_coreset(
     evaluate_pairs(exp, set, TowerLr::from(&c.experts), method.name())
 }
 
-/// The full-data upper bound: test recall of the final epochs of `experts`
-/// (each one a model trained on the full train split from its own seed)
-/// when given, else of `eval.num_seeds` fresh models trained
-/// `eval.full_epochs` epochs.
-pub fn evaluate_full(exp: &Experiment, experts: Option<&[Trajectory]>) -> Result<RecallStats> {
+/// The full-data upper bound: test recall of the experts (each one a model
+/// trained on the full train split from its own seed) when given, else of
+/// `eval.num_seeds` fresh models trained `eval.full_epochs` epochs. The
+/// experts are tested at their final epoch, or, with `eval.student_grid`
+/// set, at the epoch with the best mean validation score.
+pub fn evaluate_full(exp: &Experiment, experts: Option<&[Trajectory]>) -> Result<Evaluated> {
     let c = &exp.config;
+    let mut student = None;
     let stats = match experts {
         Some(ts) => {
+            let last = ts.iter().map(|t| t.epochs.len()).min().unwrap_or(1) - 1;
+            let epoch = match &c.eval.student_grid {
+                None => last,
+                Some(_) => {
+                    log_line(&format!(
+                        "select full data on val: epochs 1..={last} of the {} experts",
+                        ts.len()
+                    ));
+                    let mut best = (last, f64::NEG_INFINITY);
+                    for e in 1..=last {
+                        let val = evaluate_experts_at(&exp.model, ts, e, &exp.val)?;
+                        log_line(&format!(
+                            "  val epoch {e}: score {:.1} (TR@1 {:.1}, IR@1 {:.1})",
+                            val_score(&val),
+                            val.mean.tr_r1,
+                            val.mean.ir_r1
+                        ));
+                        if val_score(&val) > best.1 {
+                            best = (e, val_score(&val));
+                        }
+                    }
+                    student = Some(format!(
+                        "expert epoch {} of {last} (val score {:.1})",
+                        best.0, best.1
+                    ));
+                    best.0
+                }
+            };
             log_line(&format!(
-                "eval full: final epochs of the {} experts",
+                "eval full: the {} experts at epoch {epoch}",
                 ts.len()
             ));
-            evaluate_experts(&exp.model, ts, &exp.test)?
+            evaluate_experts_at(&exp.model, ts, epoch, &exp.test)?
         }
         None => {
             log_line(&format!(
@@ -390,7 +467,7 @@ pub fn evaluate_full(exp: &Experiment, experts: Option<&[Trajectory]>) -> Result
     let chance = Recall::chance(exp.test.num_images(), exp.test.num_pairs());
     println!("full data ({} pairs): {stats}", exp.train.num_pairs());
     println!("chance:            {chance}");
-    Ok(stats)
+    Ok(Evaluated { stats, student })
 }
 
 /// A `results.json` row for `stats` with `exp`'s labels.
@@ -435,11 +512,12 @@ pub fn evaluate_method(exp: &Experiment, dir: &Path, method: Method) -> Result<R
         Method::Distilled(space) => {
             let set = load_distilled_space(exp, dir, space)?;
             let name = distilled_method(space);
-            let (stats, source) = evaluate_distilled(exp, &set, name)?;
-            let row = row(exp, name, Some(set.len()), &stats)
+            let (ev, source) = evaluate_distilled(exp, &set, name)?;
+            let row = row(exp, name, Some(set.len()), &ev.stats)
                 .distilled_with(source)
-                .in_space(space);
-            (row, stats)
+                .in_space(space)
+                .with_student(ev.student);
+            (row, ev.stats)
         }
         Method::Coreset(m, n) => {
             let experts = if m == CoresetMethod::Random {
@@ -453,13 +531,15 @@ pub fn evaluate_method(exp: &Experiment, dir: &Path, method: Method) -> Result<R
                     ))
                 })?
             };
-            let stats = evaluate_coreset(exp, &experts, m, n)?;
-            (row(exp, m.name(), Some(n), &stats), stats)
+            let ev = evaluate_coreset(exp, &experts, m, n)?;
+            let row = row(exp, m.name(), Some(n), &ev.stats).with_student(ev.student);
+            (row, ev.stats)
         }
         Method::Full { retrain } => {
             let experts = (!retrain).then(|| finished_experts(exp, dir)).flatten();
-            let stats = evaluate_full(exp, experts.as_deref())?;
-            (row(exp, "full", None, &stats), stats)
+            let ev = evaluate_full(exp, experts.as_deref())?;
+            let row = row(exp, "full", None, &ev.stats).with_student(ev.student);
+            (row, ev.stats)
         }
     };
     append_result(dir, &row)?;

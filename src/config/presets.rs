@@ -182,6 +182,14 @@ impl Config {
         e.captions_per_image = None;
         self.eval.full_epochs = 12;
         self.eval.batch_size = 128;
+        // every method's students chosen on val from the same grid (cheap
+        // on cached features): rate ×{0.3, 1, 3, 10} of the method's own,
+        // momentum {0, 0.9}, {25, 50, 100} epochs
+        self.eval.student_grid = Some(StudentGrid {
+            lr_scales: vec![0.3, 1.0, 3.0, 10.0],
+            momenta: vec![0.0, 0.9],
+            epochs: vec![25, 50, 100],
+        });
         // stage 2 over the heads: 20 student steps cover 2 expert epochs
         // from a start epoch of at most 5
         let d = &mut self.distill;

@@ -71,6 +71,7 @@ impl Config {
                 full_epochs: 4,
                 small_set_epochs: 30,
                 batch_size: 64,
+                student_grid: None,
             },
             distill: DistillConfig {
                 pairs: 20,

@@ -617,6 +617,39 @@ pub struct EvalConfig {
     pub small_set_epochs: usize,
     /// Minibatch size.
     pub batch_size: usize,
+    /// When set, every method's student settings (rate scale, momentum,
+    /// epochs) are chosen from this grid by validation recall before its
+    /// test number is computed once; when absent, every method trains
+    /// `small_set_epochs` epochs of plain SGD at its own rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student_grid: Option<StudentGrid>,
+}
+
+/// The student settings tried on the validation split for each method
+/// (every combination of the three lists). The same grid serves every
+/// method, so a coreset gets the same care as a distilled set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudentGrid {
+    /// Factors applied to the method's own rates (the learned α of a
+    /// distilled set, the experts' rates for real pairs).
+    pub lr_scales: Vec<f64>,
+    /// SGD momentum values.
+    pub momenta: Vec<f64>,
+    /// Epoch counts.
+    pub epochs: Vec<usize>,
+}
+
+impl StudentGrid {
+    /// Number of settings in the grid.
+    pub fn len(&self) -> usize {
+        self.lr_scales.len() * self.momenta.len() * self.epochs.len()
+    }
+
+    /// True when the grid holds no setting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Per-channel normalisation applied when pixels become tensors:

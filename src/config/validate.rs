@@ -178,6 +178,26 @@ impl Config {
         if self.eval.num_seeds == 0 || self.eval.batch_size < 2 {
             return bad("eval: num_seeds must be > 0, batch_size >= 2".into());
         }
+        if let Some(g) = &self.eval.student_grid {
+            if g.is_empty() {
+                return bad("eval.student_grid: lr_scales, momenta and epochs must each hold at least one value".into());
+            }
+            if g.lr_scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return bad(format!(
+                    "eval.student_grid.lr_scales must be finite and > 0: {:?}",
+                    g.lr_scales
+                ));
+            }
+            if g.momenta.iter().any(|m| !(0.0..1.0).contains(m)) {
+                return bad(format!(
+                    "eval.student_grid.momenta must lie in [0, 1): {:?}",
+                    g.momenta
+                ));
+            }
+            if g.epochs.contains(&0) {
+                return bad("eval.student_grid.epochs must be > 0".into());
+            }
+        }
         let d = &self.distill;
         if d.pairs < 2 || d.syn_steps == 0 || d.expert_epochs == 0 || d.max_start_epoch == 0 {
             return bad(

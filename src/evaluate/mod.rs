@@ -4,6 +4,8 @@
 //! - [`protocol`] — [`Evaluator`](protocol::Evaluator): students from fresh
 //!   seeds, tested on the test split;
 //! - [`results`] — recall mean ± std over seeds, `results.json` rows;
+//! - [`student_settings`] — each method's student settings chosen on the
+//!   validation split before its one test evaluation;
 //! - [`coreset`] — the real-pair baselines (random, herding, k-center,
 //!   forgetting).
 //!
@@ -13,3 +15,4 @@
 pub mod coreset;
 pub mod protocol;
 pub mod results;
+pub mod student_settings;

@@ -187,13 +187,39 @@ pub fn evaluate_experts(
     trajectories: &[crate::stage1::trajectory::Trajectory],
     test: &CaptionedImages,
 ) -> Result<RecallStats> {
+    let last = trajectories
+        .iter()
+        .map(|t| t.epochs.len())
+        .min()
+        .unwrap_or(0);
+    if last == 0 {
+        return Err(crate::Error::Config(
+            "the experts hold no snapshots to evaluate".into(),
+        ));
+    }
+    evaluate_experts_at(model, trajectories, last - 1, test)
+}
+
+/// Recall on `data` of every expert's snapshot after `epoch` epochs, as
+/// mean ± std over experts (choosing `epoch` on the validation split is
+/// the full data's counterpart of choosing a small set's epochs).
+pub fn evaluate_experts_at(
+    model: &TwoTower,
+    trajectories: &[crate::stage1::trajectory::Trajectory],
+    epoch: usize,
+    data: &CaptionedImages,
+) -> Result<RecallStats> {
     let runs = trajectories
         .iter()
         .map(|t| {
-            let last = t.epochs.last().ok_or_else(|| {
-                crate::Error::Config(format!("expert {} has no snapshots", t.meta.expert))
+            let params = t.epochs.get(epoch).ok_or_else(|| {
+                crate::Error::Config(format!(
+                    "expert {} has {} epochs, not {epoch}",
+                    t.meta.expert,
+                    t.epochs.len().saturating_sub(1)
+                ))
             })?;
-            retrieval::evaluate(model, last, test, 256)
+            retrieval::evaluate(model, params, data, 256)
         })
         .collect::<Result<Vec<_>>>()?;
     RecallStats::from_runs(&runs)

@@ -114,6 +114,11 @@ pub struct ResultRow {
     /// For a distilled set: `pixels` or `features` (a frozen backbone's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space: Option<String>,
+    /// How the students were trained when that was chosen on the
+    /// validation split (e.g. `lr ×3, momentum 0.9, 50 epochs`, or the
+    /// chosen expert epoch for the full data), with the validation score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student: Option<String>,
 }
 
 impl ResultRow {
@@ -151,6 +156,7 @@ impl ResultRow {
             distilled_with: None,
             image_size: None,
             space: None,
+            student: None,
         }
     }
 
@@ -170,6 +176,12 @@ impl ResultRow {
     /// Records the space of a distilled set (`pixels`, `features`).
     pub fn in_space(mut self, space: crate::config::SynthSpace) -> Self {
         self.space = Some(space.name().to_string());
+        self
+    }
+
+    /// Records how the students were trained (chosen on val).
+    pub fn with_student(mut self, student: Option<String>) -> Self {
+        self.student = student;
         self
     }
 
