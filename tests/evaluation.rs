@@ -55,3 +55,64 @@ fn scored_on_val_trains_the_same_students_and_tests_them_on_val() {
         assert!((hits - hits.round()).abs() < 1e-6, "{}", r.recall.tr_r1);
     }
 }
+
+#[test]
+fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
+    use vl_distill::config::StudentGrid;
+    use vl_distill::evaluate::student_settings::{choose_on_val, val_score, StudentSetting};
+    let mut c = Config::smoke();
+    c.apply_overrides(&["eval.num_seeds=2"]).unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
+    let pairs = coreset::random(&exp.train, 20, 0).unwrap();
+    let lr = TowerLr::from(&exp.config.experts);
+    // a rate 1000× too small teaches nothing in 2 epochs: it must lose
+    let grid = StudentGrid {
+        lr_scales: vec![0.001, 1.0],
+        momenta: vec![0.0, 0.9],
+        epochs: vec![2, 20],
+    };
+    let mut seen = 0;
+    let choice = choose_on_val(&exp, &pairs, lr, &grid, |_, _| seen += 1).unwrap();
+    assert_eq!((seen, choice.tried.len()), (8, 8));
+    let best = choice
+        .tried
+        .iter()
+        .map(|(_, s)| val_score(s))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(val_score(&choice.val), best);
+    assert_ne!(choice.chosen.lr_scale, 0.001);
+    // the chosen setting's val score is reproduced by its own evaluator
+    let again = choice
+        .chosen
+        .evaluator(&exp, pairs.clone(), lr, Split::Val)
+        .run()
+        .unwrap();
+    assert_eq!(again, choice.val);
+    // and the plain setting is the fixed protocol
+    let plain = StudentSetting::plain(exp.config.eval.small_set_epochs)
+        .evaluator(&exp, pairs.clone(), lr, Split::Test)
+        .run()
+        .unwrap();
+    let fixed = Evaluator::for_small_set(&exp, pairs, lr).run().unwrap();
+    assert_eq!(plain, fixed);
+}
+
+#[test]
+fn a_bad_student_grid_is_refused() {
+    for bad in [
+        "eval.student_grid={\"lr_scales\":[], \"momenta\":[0.0], \"epochs\":[5]}",
+        "eval.student_grid={\"lr_scales\":[-1.0], \"momenta\":[0.0], \"epochs\":[5]}",
+        "eval.student_grid={\"lr_scales\":[1.0], \"momenta\":[1.0], \"epochs\":[5]}",
+        "eval.student_grid={\"lr_scales\":[1.0], \"momenta\":[0.0], \"epochs\":[0]}",
+    ] {
+        let mut c = Config::smoke();
+        let err = c.apply_overrides(&[bad]).unwrap_err().to_string();
+        assert!(err.contains("eval.student_grid"), "{bad}: {err}");
+    }
+    let mut c = Config::smoke();
+    c.apply_overrides(&[
+        "eval.student_grid={\"lr_scales\":[1.0, 3.0], \"momenta\":[0.0], \"epochs\":[5]}",
+    ])
+    .unwrap();
+    assert_eq!(c.eval.student_grid.unwrap().len(), 2);
+}
