@@ -109,7 +109,7 @@ fn main() -> Result<()> {
 
     let mut distiller = Distiller::new(&exp, experts)?;
     let evaluate = |d: &Distiller| -> Result<String> {
-        let stats = Evaluator::for_small_set(&exp, d.set.as_pairs()?, d.set.lr())
+        let stats = Evaluator::for_small_set(&exp, d.set.training_pairs(&exp)?, d.set.lr())
             .scored_on(&exp, split)
             .run()?;
         Ok(format!(

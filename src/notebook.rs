@@ -181,7 +181,19 @@ impl Workspace {
         experts: &[Trajectory],
         name: &str,
     ) -> Result<Distiller> {
-        let d = Distiller::new(exp, experts.to_vec())?;
+        self.distill_with(exp, experts, name, &exp.config.distill)
+    }
+
+    /// [`distill`](Self::distill) with stage-2 settings `cfg` instead of the
+    /// experiment's (another `space`, size or rate), checked like a config.
+    pub fn distill_with(
+        &self,
+        exp: &Experiment,
+        experts: &[Trajectory],
+        name: &str,
+        cfg: &crate::config::DistillConfig,
+    ) -> Result<Distiller> {
+        let d = Distiller::with_config(exp, experts.to_vec(), cfg.clone())?;
         let path = self.checkpoint_path(name, &d);
         pipeline::distill(d.with_checkpoint(&path)?, name, true)
     }

@@ -11,7 +11,7 @@
 //! `distill.iterations`. The test split is never read: it is kept for the
 //! number reported once with the winner.
 
-use crate::config::{Config, DistillConfig};
+use crate::config::{Config, DistillConfig, SynthSpace};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::evaluate::protocol::Evaluator;
@@ -53,7 +53,8 @@ impl Default for TuneOptions {
 /// The `distill.*` values of one candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
-    /// `distill.lr_images`.
+    /// The synthetic images' rate: `distill.lr_images` for a pixel set,
+    /// `distill.lr_features` for a feature-space set.
     pub lr_images: f64,
     /// `distill.lr_texts`.
     pub lr_texts: f64,
@@ -69,7 +70,10 @@ impl Candidate {
     /// The candidate of `cfg`'s own settings.
     pub fn of(cfg: &DistillConfig) -> Self {
         Candidate {
-            lr_images: cfg.lr_images,
+            lr_images: match cfg.space {
+                SynthSpace::Pixels => cfg.lr_images,
+                SynthSpace::Features => cfg.lr_features,
+            },
             lr_texts: cfg.lr_texts,
             lr_lr: cfg.lr_lr,
             syn_steps: cfg.syn_steps,
@@ -79,8 +83,13 @@ impl Candidate {
 
     /// `cfg` with this candidate's values.
     pub fn apply(&self, cfg: &DistillConfig) -> DistillConfig {
+        let (lr_images, lr_features) = match cfg.space {
+            SynthSpace::Pixels => (self.lr_images, cfg.lr_features),
+            SynthSpace::Features => (cfg.lr_images, self.lr_images),
+        };
         DistillConfig {
-            lr_images: self.lr_images,
+            lr_images,
+            lr_features,
             lr_texts: self.lr_texts,
             lr_lr: self.lr_lr,
             syn_steps: self.syn_steps,
@@ -100,8 +109,8 @@ impl std::fmt::Display for Candidate {
     }
 }
 
-/// The grid around `cfg`: each learning rate at a third, once and three
-/// times its value, `syn_steps` once and twice, and `max_start_epoch`
+/// The grid around `cfg`: each learning rate (the synthetic images' rate
+/// of `cfg`'s space) at a third, once and three times its value, `syn_steps` once and twice, and `max_start_epoch`
 /// from 1 to the last start the experts' `expert_epochs` epochs allow
 /// (`expert_epochs_done` recorded epochs), at most three values. The
 /// configuration's own candidate comes first.
@@ -116,8 +125,9 @@ pub fn grid(cfg: &DistillConfig, expert_epochs_done: usize) -> Vec<Candidate> {
             starts.push(s);
         }
     }
+    let own = Candidate::of(cfg);
     let mut out = Vec::new();
-    for lr_images in rates(cfg.lr_images) {
+    for lr_images in rates(own.lr_images) {
         for lr_texts in rates(cfg.lr_texts) {
             for lr_lr in rates(cfg.lr_lr) {
                 for syn_steps in [cfg.syn_steps, 2 * cfg.syn_steps] {
@@ -201,7 +211,10 @@ pub fn tune(exp: &Experiment, experts: &[Trajectory], opts: &TuneOptions) -> Res
     let mut chosen = vec![own];
     chosen.extend(all.into_iter().take(opts.candidates.saturating_sub(1)));
 
-    let final_iterations = base.iterations;
+    let final_iterations = match base.space {
+        SynthSpace::Pixels => base.iterations,
+        SynthSpace::Features => base.feature_iterations.unwrap_or(base.iterations),
+    };
     let mut runs = Vec::new();
     for (index, settings) in chosen.into_iter().enumerate() {
         let mut e = exp.clone();
@@ -234,7 +247,7 @@ pub fn tune(exp: &Experiment, experts: &[Trajectory], opts: &TuneOptions) -> Res
             }
             let set = &run.distiller.set;
             let (lr, _) = set.student_lr(&e);
-            let val = Evaluator::for_small_set(&e, set.as_pairs()?, lr)
+            let val = Evaluator::for_small_set(&e, set.training_pairs(&e)?, lr)
                 .scored_on(&e, Split::Val)
                 .run()?;
             let score = val.mean.values().iter().sum::<f64>();
@@ -295,5 +308,18 @@ mod tests {
             (0.0333, 0.3)
         );
         assert!(g.iter().any(|c| c.syn_steps == 2 * cfg.syn_steps));
+        // a feature-space set: the grid is around lr_features, which the
+        // candidates set (lr_images stays as configured)
+        let features = DistillConfig {
+            space: SynthSpace::Features,
+            lr_features: 900.0,
+            ..cfg.clone()
+        };
+        let g = grid(&features, 4);
+        assert_eq!(g[0].lr_images, 900.0);
+        assert!(g.iter().any(|c| c.lr_images == 300.0));
+        let applied = g[1].apply(&features);
+        assert_eq!(applied.lr_features, g[1].lr_images);
+        assert_eq!(applied.lr_images, cfg.lr_images);
     }
 }

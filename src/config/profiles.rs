@@ -98,6 +98,7 @@ impl Config {
                 clamp_pixels: false,
                 space: SynthSpace::Pixels,
                 lr_features: DEFAULT_LR_FEATURES,
+                feature_iterations: None,
             },
         }
     }

@@ -585,6 +585,11 @@ pub struct DistillConfig {
         skip_serializing_if = "is_default_lr_features"
     )]
     pub lr_features: f64,
+    /// Outer iterations of a feature-space distillation (`iterations` when
+    /// absent): without a backbone pass an iteration costs a fraction of a
+    /// pixel set's, so a run can afford more of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_iterations: Option<usize>,
 }
 
 /// The default of [`DistillConfig::lr_features`].

@@ -223,6 +223,9 @@ impl Config {
         if d.lr_features.is_nan() || d.lr_features < 0.0 {
             return bad("distill.lr_features must be >= 0".into());
         }
+        if d.feature_iterations == Some(0) {
+            return bad("distill.feature_iterations must be > 0".into());
+        }
         if self.model.backbone == Backbone::Frozen {
             if self.model.image_proj.is_none() {
                 return bad(

@@ -145,8 +145,11 @@ impl Distiller {
     pub fn with_config(
         exp: &Experiment,
         experts: Vec<Trajectory>,
-        cfg: DistillConfig,
+        mut cfg: DistillConfig,
     ) -> Result<Self> {
+        if cfg.space == SynthSpace::Features {
+            cfg.iterations = cfg.feature_iterations.unwrap_or(cfg.iterations);
+        }
         let mut checked = exp.config.clone();
         checked.distill = cfg.clone();
         checked.validate()?;
