@@ -64,7 +64,7 @@ fn the_small_emoji_set_holds_out_its_val_and_test_emoji() {
     let (ds, report) = load_dataset(&c).unwrap();
     assert!(report.skipped.is_empty());
     assert_eq!(ds.name, "emoji");
-    assert_eq!(ds.image_size(), Some((32, 32)), "the preset's 32 px");
+    assert_eq!(ds.image_size(), Some((64, 64)), "the preset's 64 px");
     // an emoji's first caption is its CLDR name: the held-out ones never
     // appear in training, and each appears once in val/test (one style)
     let names =
@@ -122,18 +122,25 @@ fn run_dataset_emoji_trains_distils_and_evaluates_on_the_real_encoders() {
             .unwrap();
     let rows = rows.as_array().unwrap();
     let methods: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
-    // run's order: the distilled set, the four coresets, the full data
+    // run's order: both distilled sets (pixels through the frozen
+    // backbone, then its features), the four coresets, the full data
     let coresets = vl_distill::evaluate::coreset::CoresetMethod::ALL.map(|m| m.name());
-    assert_eq!(methods[0], "distilled");
-    assert_eq!(methods[1..5], coresets);
-    assert_eq!(methods[5..], ["full"]);
+    assert_eq!(methods[..2], ["distilled", "distilled_features"]);
+    assert_eq!(methods[2..6], coresets);
+    assert_eq!(methods[6..], ["full"]);
+    assert_eq!(rows[0]["space"], "pixels");
+    assert_eq!(rows[1]["space"], "features");
     for r in rows {
         assert_eq!(r["dataset"], "emoji");
-        assert_eq!(r["image_encoder"], "efficientnet_lite0");
+        assert_eq!(r["image_encoder"], "efficientnet_lite0 (frozen)");
+        assert_eq!(r["image_size"], 64);
+        // every method's students were chosen on val
+        let student = r["student"].as_str().unwrap_or_default();
+        assert!(student.contains("val score"), "{r}");
         let text = r["text_encoder"].as_str().unwrap();
         assert!(text.starts_with("bert-all-MiniLM-L6-v2-mean-l2"), "{text}");
     }
-    // the fine-tuned experts retrieve the held-out emoji far above chance
+    // the experts' heads retrieve the held-out emoji far above chance
     let cfg = Config::from_toml_file(&out.path().join("config.toml")).unwrap();
     let (ds, _) = load_dataset(&cfg).unwrap();
     let test = ds.split(Split::Test);
