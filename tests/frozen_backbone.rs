@@ -249,8 +249,19 @@ fn a_feature_space_set_is_refused_by_another_backbone() {
     )
     .unwrap();
     let experts = ExpertTrainer::new(&exp).unwrap().run().unwrap().to_vec();
+    // distill.feature_iterations sets a feature set's length (and only its)
+    let mut longer = exp.config.distill.clone();
+    longer.feature_iterations = Some(3);
+    let d3 = Distiller::with_config(&exp, experts.clone(), longer.clone()).unwrap();
+    assert_eq!(d3.config().iterations, 3);
+    longer.space = vl_distill::config::SynthSpace::Pixels;
+    let pixels_exp =
+        Experiment::new(frozen_config(&["distill.iterations=2"]), dev(), None).unwrap();
+    let dp = Distiller::with_config(&pixels_exp, experts.clone(), longer).unwrap();
+    assert_eq!(dp.config().iterations, 2);
     let mut d = Distiller::new(&exp, experts).unwrap();
     d.run().unwrap();
+    assert_eq!(d.iteration, 2);
     let path = dir.join("set.safetensors");
     d.set.save(&path).unwrap();
     let back = DistilledSet::load(&path, &dev()).unwrap();
