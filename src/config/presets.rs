@@ -481,7 +481,11 @@ mod tests {
             assert_eq!(c.experts.captions_per_image, Some(1));
             assert_eq!(c.data.image_size, if profile == "paper" { 224 } else { 64 });
             c.set_image_encoder("convnet").unwrap();
-            assert_eq!(c.model.backbone, Backbone::Trained, "a scratch encoder trains");
+            assert_eq!(
+                c.model.backbone,
+                Backbone::Trained,
+                "a scratch encoder trains"
+            );
             assert_eq!(c.experts.lr_image, scratch_lr);
             assert_eq!(c.data.norm, ImageNorm::default());
             assert_eq!(c.experts.epochs, epochs);
