@@ -481,12 +481,7 @@ pub fn row(exp: &Experiment, method: &str, pairs: Option<usize>, stats: &RecallS
         &exp.image_encoder(),
         &exp.text_encoder,
     )
-    .at_size(
-        exp.dataset
-            .image_size()
-            .map(|(w, _)| w)
-            .unwrap_or(exp.config.data.image_size),
-    )
+    .at_size(exp.image_side() as u32)
 }
 
 /// What [`evaluate_method`] trains fresh students on.

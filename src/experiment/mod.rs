@@ -264,6 +264,14 @@ impl Experiment {
         }
     }
 
+    /// The side in pixels of the images the model (or its frozen backbone)
+    /// reads: the dataset's, else the configured `data.image_size`.
+    pub fn image_side(&self) -> usize {
+        self.dataset
+            .image_size()
+            .map_or(self.config.data.image_size, |(w, _)| w) as usize
+    }
+
     /// The image encoder's identifier (for results rows).
     pub fn image_encoder(&self) -> String {
         self.model.encoder.name()

@@ -169,14 +169,8 @@ impl DistilledSet {
         match self.space {
             SynthSpace::Pixels => {
                 let (_, _, h, w) = self.images.dims4()?;
-                let (ew, eh) = exp
-                    .dataset
-                    .image_size()
-                    .map(|(w, h)| (w as usize, h as usize))
-                    .unwrap_or((
-                        exp.config.data.image_size as usize,
-                        exp.config.data.image_size as usize,
-                    ));
+                let side = exp.image_side();
+                let (eh, ew) = (side, side);
                 if (h, w) != (eh, ew) {
                     return Err(Error::Incompatible(format!(
                         "the distilled images are {h}×{w} px, this experiment's are {eh}×{ew}"
