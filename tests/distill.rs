@@ -333,3 +333,78 @@ fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
     assert_eq!(same.to_scalar::<f32>().unwrap(), 0.0);
     assert_eq!(d.iteration, 0);
 }
+
+/// `distill.optimizer = "adam"`: the first step moves every value by its
+/// rate in the direction against its gradient, the matching loss falls, a
+/// resumed run (second moments in the checkpoint) equals an uninterrupted
+/// one, and an SGD-sized rate is refused.
+#[test]
+fn adam_on_the_synthetic_data() {
+    let (exp, trajs) = setup(&[
+        "distill.optimizer=\"adam\"",
+        "distill.lr_images=0.01",
+        "distill.lr_texts=0.01",
+        "distill.iterations=12",
+        "distill.checkpoint_every=2",
+    ]);
+    let mut d = Distiller::new(&exp, trajs.clone()).unwrap();
+    let (x0, t0) = (d.set.images.clone(), d.set.texts.clone());
+    d.step().unwrap();
+    for (before, after) in [(&x0, &d.set.images), (&t0, &d.set.texts)] {
+        let moved = (after - before)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let moved = moved.to_vec1::<f32>().unwrap();
+        let at_rate = moved.iter().filter(|m| (**m - 0.01).abs() < 1e-4).count();
+        assert!(
+            moved.iter().all(|m| *m < 0.01 + 1e-4) && at_rate > moved.len() * 9 / 10,
+            "{at_rate} of {} values moved by the rate",
+            moved.len()
+        );
+    }
+    d.run().unwrap();
+    let losses: Vec<f64> = d.history.iter().map(|r| r.loss).collect();
+    let head = losses[..4].iter().sum::<f64>() / 4.0;
+    let tail = losses[losses.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(
+        tail < head,
+        "matching loss must fall under Adam: {losses:?}"
+    );
+
+    let short = variant(&exp, &["distill.iterations=5"]);
+    let mut whole = Distiller::new(&short, trajs.clone()).unwrap();
+    whole.run().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt.safetensors");
+    let mut first = Distiller::new(&short, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&ckpt)
+        .unwrap();
+    for _ in 0..3 {
+        first.step().unwrap(); // checkpoint after iteration 2
+    }
+    drop(first);
+    let mut resumed = Distiller::new(&short, trajs.clone())
+        .unwrap()
+        .with_checkpoint(&ckpt)
+        .unwrap();
+    assert_eq!(resumed.iteration, 2);
+    resumed.run().unwrap();
+    for (x, y) in [
+        (&whole.set.images, &resumed.set.images),
+        (&whole.set.texts, &resumed.set.texts),
+    ] {
+        let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    let mut c = exp.config.clone();
+    let err = c
+        .apply_overrides(&["distill.lr_images=1000"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adam") && err.contains("lr_images"), "{err}");
+}

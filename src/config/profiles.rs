@@ -99,6 +99,7 @@ impl Config {
                 space: SynthSpace::Pixels,
                 lr_features: DEFAULT_LR_FEATURES,
                 feature_iterations: None,
+                optimizer: SynthOptimizer::Sgd,
             },
         }
     }

@@ -590,7 +590,53 @@ pub struct DistillConfig {
     /// pixel set's, so a run can afford more of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_iterations: Option<usize>,
+    /// How the synthetic images (pixels or features) and text embeddings
+    /// are updated: SGD with `momentum` (the paper's) or Adam. The log
+    /// learning rates always take SGD steps with `momentum`.
+    #[serde(default, skip_serializing_if = "SynthOptimizer::is_sgd")]
+    pub optimizer: SynthOptimizer,
 }
+
+/// The optimiser of the synthetic images and text embeddings.
+///
+/// Under SGD a rate multiplies the gradient, so it must match the
+/// gradient's scale (rates of 10³ are usual for pixels). Under Adam the
+/// step of every value is the rate times m̂ / (√v̂ + ε), at most about the
+/// rate itself, whatever the gradient's scale: `lr_images`, `lr_features`
+/// and `lr_texts` become per-value step sizes in the units of the data
+/// (normalised pixels, standardised features and embeddings), e.g. 0.01.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynthOptimizer {
+    /// SGD with momentum `distill.momentum` (PyTorch's convention
+    /// `v = μv + g`, `x -= lr·v`), as in the paper's code.
+    #[default]
+    Sgd,
+    /// Adam with β₁ = 0.9, β₂ = 0.999, ε = 1e-8 and bias correction
+    /// (Kingma & Ba): steps that follow the sign and relative size of each
+    /// value's gradient, so a few large pixel gradients cannot dominate.
+    Adam,
+}
+
+impl SynthOptimizer {
+    /// True for [`SynthOptimizer::Sgd`].
+    pub fn is_sgd(&self) -> bool {
+        *self == SynthOptimizer::Sgd
+    }
+
+    /// `"sgd"` or `"adam"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SynthOptimizer::Sgd => "sgd",
+            SynthOptimizer::Adam => "adam",
+        }
+    }
+}
+
+/// The largest rate `validate` accepts for the synthetic data under Adam,
+/// whose rates are per-value step sizes: a larger one is an SGD rate left
+/// in place.
+pub const MAX_ADAM_RATE: f64 = 10.0;
 
 /// The default of [`DistillConfig::lr_features`].
 pub const DEFAULT_LR_FEATURES: f64 = 1000.0;

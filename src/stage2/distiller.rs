@@ -13,11 +13,12 @@
 //!
 //! Its exact gradient through the N steps comes from the reverse sweep of
 //! [`unroll`](crate::stage2::unroll) (memory flat in N), and updates pixels, text
-//! embeddings and log learning rates with their own SGD-with-momentum
-//! optimisers. Every random choice of iteration i derives from (seed, i), so
+//! embeddings and log learning rates with their own optimisers: SGD with
+//! momentum (the paper's) or, for pixels and texts, Adam
+//! (`distill.optimizer`). Every random choice of iteration i derives from (seed, i), so
 //! the iteration counter is all the random state there is.
 
-use crate::config::{DistillConfig, SynthSpace};
+use crate::config::{DistillConfig, SynthOptimizer, SynthSpace};
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::model::{FrozenBackbone, TwoTower};
@@ -88,12 +89,46 @@ impl std::fmt::Display for DistillReport {
     }
 }
 
-/// Momentum buffers of the three outer optimisers.
+/// State of the three outer optimisers: the momentum (SGD) or first
+/// moment (Adam) of images and texts, Adam's second moments, and the log
+/// learning rates' momentum.
 #[derive(Debug, Clone, Default)]
 struct OuterMomentum {
     images: Option<Tensor>,
     texts: Option<Tensor>,
+    images_sq: Option<Tensor>,
+    texts_sq: Option<Tensor>,
     log_lr: [f64; 2],
+}
+
+/// Adam's β₁, β₂ and ε ([`SynthOptimizer::Adam`]).
+const ADAM: (f64, f64, f64) = (0.9, 0.999, 1e-8);
+
+/// One Adam update of `x` by gradient `g` at step `t` (1-based): the new
+/// value and the new first and second moments.
+fn adam_step(
+    x: &Tensor,
+    g: &Tensor,
+    m: Option<&Tensor>,
+    v: Option<&Tensor>,
+    t: usize,
+    lr: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b1, b2, eps) = ADAM;
+    let m = match m {
+        Some(m) => ((m * b1)? + (g * (1.0 - b1))?)?,
+        None => (g * (1.0 - b1))?,
+    };
+    let g2 = g.sqr()?;
+    let v = match v {
+        Some(v) => ((v * b2)? + (g2 * (1.0 - b2))?)?,
+        None => (g2 * (1.0 - b2))?,
+    };
+    let m_hat = (&m / (1.0 - b1.powi(t as i32)))?;
+    let v_hat = (&v / (1.0 - b2.powi(t as i32)))?;
+    let step = (m_hat / (v_hat.sqrt()? + eps)?)?;
+    let x = (x - (step * lr)?)?.detach();
+    Ok((x, m, v))
 }
 
 /// Optimises a [`DistilledSet`] by bi-trajectory matching, one outer
@@ -234,6 +269,8 @@ impl Distiller {
         self.set.texts = take("texts")?;
         self.momentum.images = take("momentum_images").ok();
         self.momentum.texts = take("momentum_texts").ok();
+        self.momentum.images_sq = take("adam_second_moment_images").ok();
+        self.momentum.texts_sq = take("adam_second_moment_texts").ok();
         self.set.log_lr_image = meta.log_lr[0];
         self.set.log_lr_text = meta.log_lr[1];
         self.momentum.log_lr = meta.momentum_log_lr;
@@ -253,6 +290,12 @@ impl Distiller {
         }
         if let Some(m) = &self.momentum.texts {
             map.insert("momentum_texts".into(), m.clone());
+        }
+        if let Some(v) = &self.momentum.images_sq {
+            map.insert("adam_second_moment_images".into(), v.clone());
+        }
+        if let Some(v) = &self.momentum.texts_sq {
+            map.insert("adam_second_moment_texts".into(), v.clone());
         }
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
@@ -370,10 +413,13 @@ impl Distiller {
         Ok(report)
     }
 
-    /// The set and momenta after one SGD-with-momentum update by `grads`
-    /// (PyTorch's convention: `v = μv + g`, `x -= lr·v`), frozen modalities unchanged.
+    /// The set and optimiser state after one update by `grads`: SGD with
+    /// momentum (PyTorch's convention: `v = μv + g`, `x -= lr·v`) or Adam
+    /// for images and texts, SGD with momentum for the log learning rates;
+    /// frozen modalities unchanged.
     fn updated(&self, grads: &UnrollGrads) -> Result<(DistilledSet, OuterMomentum)> {
         let mu = self.cfg.momentum;
+        let t = self.iteration + 1;
         let mut set = self.set.clone();
         let mut mom = self.momentum.clone();
         let velocity = |v: &Option<Tensor>, g: &Tensor| -> Result<Tensor> {
@@ -382,22 +428,41 @@ impl Distiller {
                 None => g.clone(),
             })
         };
+        // one modality's update: (new value, first moment, second moment)
+        let update = |x: &Tensor,
+                      g: &Tensor,
+                      m: &Option<Tensor>,
+                      v: &Option<Tensor>,
+                      lr: f64|
+         -> Result<(Tensor, Tensor, Option<Tensor>)> {
+            match self.cfg.optimizer {
+                SynthOptimizer::Sgd => {
+                    let m = velocity(m, g)?;
+                    Ok(((x - (&m * lr)?)?.detach(), m, None))
+                }
+                SynthOptimizer::Adam => {
+                    let (x, m, v) = adam_step(x, g, m.as_ref(), v.as_ref(), t, lr)?;
+                    Ok((x, m, Some(v)))
+                }
+            }
+        };
         if self.cfg.distill_images {
-            let v = velocity(&mom.images, &grads.images)?;
             let lr = match set.space {
                 SynthSpace::Pixels => self.cfg.lr_images,
                 SynthSpace::Features => self.cfg.lr_features,
             };
-            set.images = (&set.images - (&v * lr)?)?.detach();
+            let (x, m, v) = update(&set.images, &grads.images, &mom.images, &mom.images_sq, lr)?;
+            set.images = x;
             if let Some((lo, hi)) = &self.pixel_range {
                 set.images = set.images.broadcast_maximum(lo)?.broadcast_minimum(hi)?;
             }
-            mom.images = Some(v);
+            (mom.images, mom.images_sq) = (Some(m), v);
         }
         if self.cfg.distill_texts {
-            let v = velocity(&mom.texts, &grads.texts)?;
-            set.texts = (&set.texts - (&v * self.cfg.lr_texts)?)?.detach();
-            mom.texts = Some(v);
+            let lr = self.cfg.lr_texts;
+            let (x, m, v) = update(&set.texts, &grads.texts, &mom.texts, &mom.texts_sq, lr)?;
+            set.texts = x;
+            (mom.texts, mom.texts_sq) = (Some(m), v);
         }
         let m = &mut mom.log_lr;
         m[0] = mu * m[0] + grads.log_lr_image;
@@ -550,4 +615,38 @@ fn fingerprint(exp: &Experiment, cfg: &DistillConfig, experts: &[Trajectory]) ->
         json["features"] = serde_json::Value::String(key.clone());
     }
     json.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn adam_steps_follow_the_formula() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[1.0f32, -2.0, 0.5], &dev).unwrap();
+        let g1 = Tensor::new(&[4.0f32, -0.001, 0.0], &dev).unwrap();
+        // step 1: m̂ = g, v̂ = g², so each value moves by lr·sign(g) (0 where g = 0)
+        let (x1, m, v) = adam_step(&x, &g1, None, None, 1, 0.1).unwrap();
+        let x1v = values(&x1);
+        for (got, want) in x1v.iter().zip([0.9f32, -1.9, 0.5]) {
+            assert!((got - want).abs() < 1e-5, "{x1v:?}");
+        }
+        // step 2 by hand, first value: m = 0.9·0.4 + 0.1·2, v = 0.999·0.016 + 0.001·4
+        let g2 = Tensor::new(&[2.0f32, 0.0, 0.0], &dev).unwrap();
+        let (x2, _, _) = adam_step(&x1, &g2, Some(&m), Some(&v), 2, 0.1).unwrap();
+        let (m2, v2) = (0.9 * 0.4 + 0.1 * 2.0, 0.999 * 0.016 + 0.001 * 4.0);
+        let step = (m2 / (1.0 - 0.81)) / ((v2 / (1.0 - 0.998001f64)).sqrt() + 1e-8);
+        let want = 0.9 - 0.1 * step;
+        assert!(
+            (values(&x2)[0] as f64 - want).abs() < 1e-5,
+            "{} vs {want}",
+            values(&x2)[0]
+        );
+    }
 }
