@@ -116,3 +116,33 @@ fn a_bad_student_grid_is_refused() {
     .unwrap();
     assert_eq!(c.eval.student_grid.unwrap().len(), 2);
 }
+
+/// Scoring one run at several epoch counts gives exactly what separate
+/// runs of those lengths give (the val search trains each rate once).
+#[test]
+fn recall_after_several_epoch_counts_equals_separate_runs() {
+    let mut c = Config::smoke();
+    c.apply_overrides(&["eval.num_seeds=2", "eval.small_set_epochs=6"])
+        .unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
+    let pairs = coreset::random(&exp.train, 20, 0).unwrap();
+    let lr = TowerLr::from(&exp.config.experts);
+    let long = Evaluator::for_small_set(&exp, pairs.clone(), lr).scored_on(&exp, Split::Val);
+    let at = [2, 6];
+    let shared = long.recall_after(&at).unwrap();
+    assert!(long.runs.is_empty());
+    for (epochs, stats) in at.iter().zip(&shared) {
+        let mut c = exp.config.clone();
+        c.eval.small_set_epochs = *epochs;
+        let mut e = exp.clone();
+        e.config = c;
+        let separate = Evaluator::for_small_set(&e, pairs.clone(), lr)
+            .scored_on(&e, Split::Val)
+            .run()
+            .unwrap();
+        assert_eq!(&separate, stats, "after {epochs} epochs");
+    }
+    assert_ne!(shared[0], shared[1], "training went on between the two");
+    let err = long.recall_after(&[7]).unwrap_err().to_string();
+    assert!(err.contains("7 epochs"), "{err}");
+}

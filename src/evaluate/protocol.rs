@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::evaluate::results::RecallStats;
 use crate::model::retrieval;
 use crate::model::retrieval::Recall;
-use crate::model::TwoTower;
+use crate::model::{TowerParams, TwoTower};
 use crate::seeds::derive_seed;
 use crate::stage1::sgd::{train_epoch, SgdConfig, SgdState};
 use candle_core::DType;
@@ -134,6 +134,31 @@ impl Evaluator {
         }
         let i = self.runs.len();
         let start = Instant::now();
+        let (params, loss) = self.train_seed(i, |epoch, loss, _| {
+            on_epoch(epoch, loss);
+            Ok(())
+        })?;
+        let recall = retrieval::evaluate(&self.model, &params, &self.test, self.eval_batch)?;
+        let report = SeedReport {
+            seed_index: i,
+            recall,
+            final_loss: loss,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.runs.push(report.clone());
+        Ok(Some(report))
+    }
+
+    /// Trains a fresh model with seed index `i` for every epoch, calling
+    /// `after_epoch(epoch, loss, params)` after each; returns the trained
+    /// parameters and the last epoch's mean loss. Epoch e's order derives
+    /// from (seed, i, e) and the rates are constant, so the model after e
+    /// epochs is the same whatever the number of epochs the run goes on to.
+    fn train_seed(
+        &self,
+        i: usize,
+        mut after_epoch: impl FnMut(usize, f64, &TowerParams) -> Result<()>,
+    ) -> Result<(TowerParams, f64)> {
         let init_seed = derive_seed(self.seed, "eval-init", &[i as u64]);
         let mut params = self
             .model
@@ -152,17 +177,33 @@ impl Evaluator {
                 None,
                 |_, _, _| {},
             )?;
-            on_epoch(epoch + 1, loss);
+            after_epoch(epoch + 1, loss, &params)?;
         }
-        let recall = retrieval::evaluate(&self.model, &params, &self.test, self.eval_batch)?;
-        let report = SeedReport {
-            seed_index: i,
-            recall,
-            final_loss: loss,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        self.runs.push(report.clone());
-        Ok(Some(report))
+        Ok((params, loss))
+    }
+
+    /// Mean ± std over all seeds of the recall after each number of epochs
+    /// in `at` (each in 1..=epochs), one entry per element of `at`: the
+    /// same numbers as separate evaluators of those lengths, from one
+    /// training run per seed. Leaves [`runs`](Self::runs) as it is.
+    pub fn recall_after(&self, at: &[usize]) -> Result<Vec<RecallStats>> {
+        if let Some(bad) = at.iter().find(|e| **e == 0 || **e > self.epochs) {
+            return Err(crate::error::Error::Config(format!(
+                "recall after {bad} epochs asked of an evaluator of {} epochs",
+                self.epochs
+            )));
+        }
+        let mut runs: Vec<Vec<Recall>> = vec![Vec::new(); at.len()];
+        for i in 0..self.num_seeds {
+            self.train_seed(i, |epoch, _, params| {
+                for (k, _) in at.iter().enumerate().filter(|(_, e)| **e == epoch) {
+                    let r = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
+                    runs[k].push(r);
+                }
+                Ok(())
+            })?;
+        }
+        runs.iter().map(|r| RecallStats::from_runs(r)).collect()
     }
 
     /// Runs the remaining seeds; returns mean ± std over all of them.

@@ -132,13 +132,26 @@ pub fn choose_on_val(
             "eval.student_grid holds no setting to choose from".into(),
         ));
     }
+    // one training run per (rate, momentum) and seed, scored at each
+    // epoch count of the grid: the same numbers as separate runs
     let mut tried = Vec::with_capacity(grid.len());
-    for setting in StudentSetting::all_of(grid) {
-        let stats = setting
-            .evaluator(exp, pairs.clone(), base, Split::Val)
-            .run()?;
-        on_setting(&setting, &stats);
-        tried.push((setting, stats));
+    let longest = grid.epochs.iter().copied().max().unwrap_or(0);
+    for &lr_scale in &grid.lr_scales {
+        for &momentum in &grid.momenta {
+            let run = StudentSetting {
+                lr_scale,
+                momentum,
+                epochs: longest,
+            };
+            let scores = run
+                .evaluator(exp, pairs.clone(), base, Split::Val)
+                .recall_after(&grid.epochs)?;
+            for (&epochs, stats) in grid.epochs.iter().zip(scores) {
+                let setting = StudentSetting { epochs, ..run };
+                on_setting(&setting, &stats);
+                tried.push((setting, stats));
+            }
+        }
     }
     let (chosen, val) = tried
         .iter()
