@@ -99,7 +99,7 @@ impl Config {
                 space: SynthSpace::Pixels,
                 lr_features: DEFAULT_LR_FEATURES,
                 feature_iterations: None,
-                optimizer: SynthOptimizer::Sgd,
+                pixel_optimizer: PixelOptimizer::Sgd,
             },
         }
     }

@@ -590,52 +590,51 @@ pub struct DistillConfig {
     /// pixel set's, so a run can afford more of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_iterations: Option<usize>,
-    /// How the synthetic images (pixels or features) and text embeddings
-    /// are updated: SGD with `momentum` (the paper's) or Adam. The log
-    /// learning rates always take SGD steps with `momentum`.
-    #[serde(default, skip_serializing_if = "SynthOptimizer::is_sgd")]
-    pub optimizer: SynthOptimizer,
+    /// How the synthetic pixels are updated: SGD with `momentum` (the
+    /// paper's) or Adam. Features, text embeddings and the log learning
+    /// rates always take SGD steps with `momentum`.
+    #[serde(default, skip_serializing_if = "PixelOptimizer::is_sgd")]
+    pub pixel_optimizer: PixelOptimizer,
 }
 
-/// The optimiser of the synthetic images and text embeddings.
+/// The optimiser of a distilled set's pixels.
 ///
-/// Under SGD a rate multiplies the gradient, so it must match the
-/// gradient's scale (rates of 10³ are usual for pixels). Under Adam the
-/// step of every value is the rate times m̂ / (√v̂ + ε), at most about the
-/// rate itself, whatever the gradient's scale: `lr_images`, `lr_features`
-/// and `lr_texts` become per-value step sizes in the units of the data
-/// (normalised pixels, standardised features and embeddings), e.g. 0.01.
+/// Under SGD the rate multiplies the gradient, so it must match the
+/// gradient's scale (`lr_images` of 10³ are usual). Under Adam the step of
+/// every pixel is `lr_images` times m̂ / (√v̂ + ε), at most about
+/// `lr_images` itself whatever the gradient's scale: the rate becomes a
+/// per-pixel step size in normalised pixel units, e.g. 0.01.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SynthOptimizer {
+pub enum PixelOptimizer {
     /// SGD with momentum `distill.momentum` (PyTorch's convention
     /// `v = μv + g`, `x -= lr·v`), as in the paper's code.
     #[default]
     Sgd,
     /// Adam with β₁ = 0.9, β₂ = 0.999, ε = 1e-8 and bias correction
-    /// (Kingma & Ba): steps that follow the sign and relative size of each
-    /// value's gradient, so a few large pixel gradients cannot dominate.
+    /// (Kingma & Ba): each pixel steps by the sign and relative size of its
+    /// own gradient, so the few pixels with large gradients (edges of the
+    /// artwork against a flat background) cannot dominate the update.
     Adam,
 }
 
-impl SynthOptimizer {
-    /// True for [`SynthOptimizer::Sgd`].
+impl PixelOptimizer {
+    /// True for [`PixelOptimizer::Sgd`].
     pub fn is_sgd(&self) -> bool {
-        *self == SynthOptimizer::Sgd
+        *self == PixelOptimizer::Sgd
     }
 
     /// `"sgd"` or `"adam"`.
     pub fn name(self) -> &'static str {
         match self {
-            SynthOptimizer::Sgd => "sgd",
-            SynthOptimizer::Adam => "adam",
+            PixelOptimizer::Sgd => "sgd",
+            PixelOptimizer::Adam => "adam",
         }
     }
 }
 
-/// The largest rate `validate` accepts for the synthetic data under Adam,
-/// whose rates are per-value step sizes: a larger one is an SGD rate left
-/// in place.
+/// The largest `lr_images` `validate` accepts under Adam, whose rate is a
+/// per-pixel step size: a larger one is an SGD rate left in place.
 pub const MAX_ADAM_RATE: f64 = 10.0;
 
 /// The default of [`DistillConfig::lr_features`].

@@ -226,23 +226,12 @@ impl Config {
         if d.feature_iterations == Some(0) {
             return bad("distill.feature_iterations must be > 0".into());
         }
-        if d.optimizer == SynthOptimizer::Adam {
-            // the feature rate matters only where a feature set is distilled
-            let features =
-                d.space == SynthSpace::Features || self.model.backbone == Backbone::Frozen;
-            let rates = [
-                ("lr_images", d.lr_images, true),
-                ("lr_features", d.lr_features, features),
-                ("lr_texts", d.lr_texts, true),
-            ];
-            let too_large = |(_, r, used): &&(&str, f64, bool)| *used && *r > MAX_ADAM_RATE;
-            if let Some((name, rate, _)) = rates.iter().find(too_large) {
-                return bad(format!(
-                    "distill.{name} = {rate} with distill.optimizer = \"adam\": Adam's rates are \
-                     per-value step sizes in the data's units (e.g. 0.01), at most {MAX_ADAM_RATE}; \
-                     set lr_images, lr_features and lr_texts for Adam"
-                ));
-            }
+        if d.pixel_optimizer == PixelOptimizer::Adam && d.lr_images > MAX_ADAM_RATE {
+            return bad(format!(
+                "distill.lr_images = {} with distill.pixel_optimizer = \"adam\": Adam's rate is a \
+                 per-pixel step size in normalised pixel units (e.g. 0.01), at most {MAX_ADAM_RATE}",
+                d.lr_images
+            ));
         }
         if self.model.backbone == Backbone::Frozen {
             if self.model.image_proj.is_none() {

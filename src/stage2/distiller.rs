@@ -14,11 +14,10 @@
 //! Its exact gradient through the N steps comes from the reverse sweep of
 //! [`unroll`](crate::stage2::unroll) (memory flat in N), and updates pixels, text
 //! embeddings and log learning rates with their own optimisers: SGD with
-//! momentum (the paper's) or, for pixels and texts, Adam
-//! (`distill.optimizer`). Every random choice of iteration i derives from (seed, i), so
+//! momentum (the paper's) or, for pixels, Adam (`distill.pixel_optimizer`). Every random choice of iteration i derives from (seed, i), so
 //! the iteration counter is all the random state there is.
 
-use crate::config::{DistillConfig, SynthOptimizer, SynthSpace};
+use crate::config::{DistillConfig, PixelOptimizer, SynthSpace};
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::model::{FrozenBackbone, TwoTower};
@@ -90,18 +89,17 @@ impl std::fmt::Display for DistillReport {
 }
 
 /// State of the three outer optimisers: the momentum (SGD) or first
-/// moment (Adam) of images and texts, Adam's second moments, and the log
-/// learning rates' momentum.
+/// moment (Adam) of the images, Adam's second moment of the pixels, the
+/// texts' and the log learning rates' momentum.
 #[derive(Debug, Clone, Default)]
 struct OuterMomentum {
     images: Option<Tensor>,
     texts: Option<Tensor>,
     images_sq: Option<Tensor>,
-    texts_sq: Option<Tensor>,
     log_lr: [f64; 2],
 }
 
-/// Adam's β₁, β₂ and ε ([`SynthOptimizer::Adam`]).
+/// Adam's β₁, β₂ and ε ([`PixelOptimizer::Adam`]).
 const ADAM: (f64, f64, f64) = (0.9, 0.999, 1e-8);
 
 /// One Adam update of `x` by gradient `g` at step `t` (1-based): the new
@@ -270,7 +268,6 @@ impl Distiller {
         self.momentum.images = take("momentum_images").ok();
         self.momentum.texts = take("momentum_texts").ok();
         self.momentum.images_sq = take("adam_second_moment_images").ok();
-        self.momentum.texts_sq = take("adam_second_moment_texts").ok();
         self.set.log_lr_image = meta.log_lr[0];
         self.set.log_lr_text = meta.log_lr[1];
         self.momentum.log_lr = meta.momentum_log_lr;
@@ -293,9 +290,6 @@ impl Distiller {
         }
         if let Some(v) = &self.momentum.images_sq {
             map.insert("adam_second_moment_images".into(), v.clone());
-        }
-        if let Some(v) = &self.momentum.texts_sq {
-            map.insert("adam_second_moment_texts".into(), v.clone());
         }
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
@@ -414,12 +408,11 @@ impl Distiller {
     }
 
     /// The set and optimiser state after one update by `grads`: SGD with
-    /// momentum (PyTorch's convention: `v = μv + g`, `x -= lr·v`) or Adam
-    /// for images and texts, SGD with momentum for the log learning rates;
-    /// frozen modalities unchanged.
+    /// momentum (PyTorch's convention: `v = μv + g`, `x -= lr·v`), or Adam
+    /// for pixels under `distill.pixel_optimizer = "adam"`; frozen
+    /// modalities unchanged.
     fn updated(&self, grads: &UnrollGrads) -> Result<(DistilledSet, OuterMomentum)> {
         let mu = self.cfg.momentum;
-        let t = self.iteration + 1;
         let mut set = self.set.clone();
         let mut mom = self.momentum.clone();
         let velocity = |v: &Option<Tensor>, g: &Tensor| -> Result<Tensor> {
@@ -428,41 +421,32 @@ impl Distiller {
                 None => g.clone(),
             })
         };
-        // one modality's update: (new value, first moment, second moment)
-        let update = |x: &Tensor,
-                      g: &Tensor,
-                      m: &Option<Tensor>,
-                      v: &Option<Tensor>,
-                      lr: f64|
-         -> Result<(Tensor, Tensor, Option<Tensor>)> {
-            match self.cfg.optimizer {
-                SynthOptimizer::Sgd => {
-                    let m = velocity(m, g)?;
-                    Ok(((x - (&m * lr)?)?.detach(), m, None))
-                }
-                SynthOptimizer::Adam => {
-                    let (x, m, v) = adam_step(x, g, m.as_ref(), v.as_ref(), t, lr)?;
-                    Ok((x, m, Some(v)))
-                }
-            }
-        };
         if self.cfg.distill_images {
-            let lr = match set.space {
-                SynthSpace::Pixels => self.cfg.lr_images,
-                SynthSpace::Features => self.cfg.lr_features,
-            };
-            let (x, m, v) = update(&set.images, &grads.images, &mom.images, &mom.images_sq, lr)?;
-            set.images = x;
+            let adam =
+                set.space == SynthSpace::Pixels && self.cfg.pixel_optimizer == PixelOptimizer::Adam;
+            if adam {
+                let t = self.iteration + 1;
+                let (m, v) = (mom.images.as_ref(), mom.images_sq.as_ref());
+                let (x, m, v) = adam_step(&set.images, &grads.images, m, v, t, self.cfg.lr_images)?;
+                set.images = x;
+                (mom.images, mom.images_sq) = (Some(m), Some(v));
+            } else {
+                let v = velocity(&mom.images, &grads.images)?;
+                let lr = match set.space {
+                    SynthSpace::Pixels => self.cfg.lr_images,
+                    SynthSpace::Features => self.cfg.lr_features,
+                };
+                set.images = (&set.images - (&v * lr)?)?.detach();
+                mom.images = Some(v);
+            }
             if let Some((lo, hi)) = &self.pixel_range {
                 set.images = set.images.broadcast_maximum(lo)?.broadcast_minimum(hi)?;
             }
-            (mom.images, mom.images_sq) = (Some(m), v);
         }
         if self.cfg.distill_texts {
-            let lr = self.cfg.lr_texts;
-            let (x, m, v) = update(&set.texts, &grads.texts, &mom.texts, &mom.texts_sq, lr)?;
-            set.texts = x;
-            (mom.texts, mom.texts_sq) = (Some(m), v);
+            let v = velocity(&mom.texts, &grads.texts)?;
+            set.texts = (&set.texts - (&v * self.cfg.lr_texts)?)?.detach();
+            mom.texts = Some(v);
         }
         let m = &mut mom.log_lr;
         m[0] = mu * m[0] + grads.log_lr_image;
