@@ -194,22 +194,23 @@ impl Config {
             epochs: vec![25, 50, 100],
         });
         // stage 2 over the heads, chosen on val (docs/measurements.md): the
-        // feature-space settings by `vl-distill tune`, then the pixel rate
-        // and iterations by val recall along the distillation; 40 student
-        // steps match the experts' first 2 epochs from their
-        // initialisation (start epoch 0 only)
+        // feature-space settings by `vl-distill tune`, then the pixels'
+        // optimiser, rate and both sets' iterations by val recall along the
+        // distillation; 40 student steps match the experts' first 2 epochs
+        // from their initialisation (start epoch 0 only)
         let d = &mut self.distill;
         d.syn_steps = 40;
         d.expert_epochs = 2;
         d.max_start_epoch = 1;
         d.momentum = 0.5;
-        d.lr_images = 1000.0;
+        d.pixel_optimizer = PixelOptimizer::Adam;
+        d.lr_images = 0.01;
         d.lr_features = 3000.0;
         d.lr_texts = 3000.0;
         d.lr_lr = 0.01;
         d.clamp_pixels = true;
-        d.iterations = 100;
-        d.feature_iterations = Some(300);
+        d.iterations = 150;
+        d.feature_iterations = Some(200);
         d.log_every = 25;
         d.checkpoint_every = 25;
         if self.profile == "smoke" {
