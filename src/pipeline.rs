@@ -120,12 +120,18 @@ pub fn distill(mut d: Distiller, name: &str, progress: bool) -> Result<Distiller
         return Ok(d);
     }
     let t = Instant::now();
+    let adam = d.set.space == crate::config::SynthSpace::Pixels
+        && cfg.pixel_optimizer == crate::config::PixelOptimizer::Adam;
     log_line(&format!(
-        "{name}: {} pairs, {} iterations × {} student steps, {} experts{}{place}",
+        "{name}: {} pairs, {} iterations × {} student steps, {} experts{}{}{place}",
         cfg.pairs,
         cfg.iterations,
         cfg.syn_steps,
         d.num_experts(),
+        match adam {
+            true => format!(", pixels on Adam (step {})", cfg.lr_images),
+            false => String::new(),
+        },
         if d.iteration > 0 {
             format!(", resuming at iteration {}", d.iteration)
         } else {
