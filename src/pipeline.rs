@@ -20,7 +20,7 @@
 //! | `report.md` | [`run`] |
 //! | `tune.json`, `tuned.toml` | [`tune_into`] |
 
-use crate::config::{Config, DataSource, DistillConfig, SynthSpace, TextConfig};
+use crate::config::{Config, DataSource, DistillConfig, PixelOptimizer, SynthSpace, TextConfig};
 use crate::data::prepare::{self, PrepareOptions};
 use crate::data::Split;
 use crate::display::comparison::ComparisonTable;
@@ -120,17 +120,17 @@ pub fn distill(mut d: Distiller, name: &str, progress: bool) -> Result<Distiller
         return Ok(d);
     }
     let t = Instant::now();
-    let adam = d.set.space == crate::config::SynthSpace::Pixels
-        && cfg.pixel_optimizer == crate::config::PixelOptimizer::Adam;
+    let adam = d.set.space == SynthSpace::Pixels && cfg.pixel_optimizer == PixelOptimizer::Adam;
     log_line(&format!(
         "{name}: {} pairs, {} iterations × {} student steps, {} experts{}{}{place}",
         cfg.pairs,
         cfg.iterations,
         cfg.syn_steps,
         d.num_experts(),
-        match adam {
-            true => format!(", pixels on Adam (step {})", cfg.lr_images),
-            false => String::new(),
+        if adam {
+            format!(", pixels on Adam (step {})", cfg.lr_images)
+        } else {
+            String::new()
         },
         if d.iteration > 0 {
             format!(", resuming at iteration {}", d.iteration)

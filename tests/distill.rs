@@ -32,6 +32,31 @@ fn variant(exp: &Experiment, overrides: &[&str]) -> Experiment {
     .unwrap()
 }
 
+/// A distillation with a checkpoint every 2 iterations stopped after 3
+/// (iteration 3 is lost), then resumed from `ckpt` and run to its end.
+fn interrupted_after_3_steps_then_resumed(
+    exp: &Experiment,
+    trajs: &[Trajectory],
+    ckpt: &std::path::Path,
+) -> Distiller {
+    assert_eq!(exp.config.distill.checkpoint_every, 2);
+    let mut first = Distiller::new(exp, trajs.to_vec())
+        .unwrap()
+        .with_checkpoint(ckpt)
+        .unwrap();
+    for _ in 0..3 {
+        first.step().unwrap();
+    }
+    drop(first);
+    let mut resumed = Distiller::new(exp, trajs.to_vec())
+        .unwrap()
+        .with_checkpoint(ckpt)
+        .unwrap();
+    assert_eq!(resumed.iteration, 2);
+    resumed.run().unwrap();
+    resumed
+}
+
 #[test]
 fn matching_loss_falls_and_frozen_modalities_stay() {
     let (exp, trajs) = setup(&["distill.iterations=12"]);
@@ -227,20 +252,7 @@ fn killed_and_resumed_equals_uninterrupted_and_nan_keeps_the_checkpoint() {
     a.run().unwrap();
 
     let ckpt = parts.path().join("ckpt.safetensors");
-    let mut b = Distiller::new(&exp, trajs.clone())
-        .unwrap()
-        .with_checkpoint(&ckpt)
-        .unwrap();
-    for _ in 0..3 {
-        b.step().unwrap(); // checkpoint written after iteration 2; iteration 3 is lost
-    }
-    drop(b);
-    let mut c = Distiller::new(&exp, trajs.clone())
-        .unwrap()
-        .with_checkpoint(&ckpt)
-        .unwrap();
-    assert_eq!(c.iteration, 2);
-    c.run().unwrap();
+    let c = interrupted_after_3_steps_then_resumed(&exp, &trajs, &ckpt);
     assert_eq!(c.history.len(), 5);
     for (x, y) in [(&a.set.images, &c.set.images), (&a.set.texts, &c.set.texts)] {
         let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
@@ -377,20 +389,7 @@ fn adam_on_the_pixels() {
     whole.run().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt.safetensors");
-    let mut first = Distiller::new(&short, trajs.clone())
-        .unwrap()
-        .with_checkpoint(&ckpt)
-        .unwrap();
-    for _ in 0..3 {
-        first.step().unwrap(); // checkpoint after iteration 2
-    }
-    drop(first);
-    let mut resumed = Distiller::new(&short, trajs.clone())
-        .unwrap()
-        .with_checkpoint(&ckpt)
-        .unwrap();
-    assert_eq!(resumed.iteration, 2);
-    resumed.run().unwrap();
+    let resumed = interrupted_after_3_steps_then_resumed(&short, &trajs, &ckpt);
     for (x, y) in [
         (&whole.set.images, &resumed.set.images),
         (&whole.set.texts, &resumed.set.texts),

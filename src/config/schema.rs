@@ -623,19 +623,11 @@ impl PixelOptimizer {
     pub fn is_sgd(&self) -> bool {
         *self == PixelOptimizer::Sgd
     }
-
-    /// `"sgd"` or `"adam"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PixelOptimizer::Sgd => "sgd",
-            PixelOptimizer::Adam => "adam",
-        }
-    }
 }
 
 /// The largest `lr_images` `validate` accepts under Adam, whose rate is a
 /// per-pixel step size: a larger one is an SGD rate left in place.
-pub const MAX_ADAM_RATE: f64 = 10.0;
+pub const MAX_ADAM_LR_IMAGES: f64 = 10.0;
 
 /// The default of [`DistillConfig::lr_features`].
 pub const DEFAULT_LR_FEATURES: f64 = 1000.0;

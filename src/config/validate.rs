@@ -226,10 +226,10 @@ impl Config {
         if d.feature_iterations == Some(0) {
             return bad("distill.feature_iterations must be > 0".into());
         }
-        if d.pixel_optimizer == PixelOptimizer::Adam && d.lr_images > MAX_ADAM_RATE {
+        if d.pixel_optimizer == PixelOptimizer::Adam && d.lr_images > MAX_ADAM_LR_IMAGES {
             return bad(format!(
                 "distill.lr_images = {} with distill.pixel_optimizer = \"adam\": Adam's rate is a \
-                 per-pixel step size in normalised pixel units (e.g. 0.01), at most {MAX_ADAM_RATE}",
+                 per-pixel step size in normalised pixel units (e.g. 0.01), at most {MAX_ADAM_LR_IMAGES}",
                 d.lr_images
             ));
         }

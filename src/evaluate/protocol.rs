@@ -196,9 +196,11 @@ impl Evaluator {
         let mut runs: Vec<Vec<Recall>> = vec![Vec::new(); at.len()];
         for i in 0..self.num_seeds {
             self.train_seed(i, |epoch, _, params| {
-                for (k, _) in at.iter().enumerate().filter(|(_, e)| **e == epoch) {
+                if at.contains(&epoch) {
                     let r = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
-                    runs[k].push(r);
+                    for (k, _) in at.iter().enumerate().filter(|(_, e)| **e == epoch) {
+                        runs[k].push(r);
+                    }
                 }
                 Ok(())
             })?;

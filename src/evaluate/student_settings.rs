@@ -35,23 +35,6 @@ impl StudentSetting {
         }
     }
 
-    /// Every setting of `grid`, rates outermost.
-    pub fn all_of(grid: &StudentGrid) -> Vec<StudentSetting> {
-        let mut out = Vec::with_capacity(grid.len());
-        for &lr_scale in &grid.lr_scales {
-            for &momentum in &grid.momenta {
-                for &epochs in &grid.epochs {
-                    out.push(StudentSetting {
-                        lr_scale,
-                        momentum,
-                        epochs,
-                    });
-                }
-            }
-        }
-        out
-    }
-
     /// The rates of the students for a method whose own rates are `base`.
     pub fn lr(&self, base: TowerLr) -> TowerLr {
         TowerLr {
@@ -107,7 +90,8 @@ pub struct StudentChoice {
     pub chosen: StudentSetting,
     /// Its validation recall.
     pub val: RecallStats,
-    /// Every setting tried, with its validation recall, in grid order.
+    /// Every setting tried, with its validation recall: rates outermost,
+    /// then momenta, then epochs.
     pub tried: Vec<(StudentSetting, RecallStats)>,
 }
 

@@ -14,8 +14,9 @@
 //! Its exact gradient through the N steps comes from the reverse sweep of
 //! [`unroll`](crate::stage2::unroll) (memory flat in N), and updates pixels, text
 //! embeddings and log learning rates with their own optimisers: SGD with
-//! momentum (the paper's) or, for pixels, Adam (`distill.pixel_optimizer`). Every random choice of iteration i derives from (seed, i), so
-//! the iteration counter is all the random state there is.
+//! momentum (the paper's) or, for pixels, Adam (`distill.pixel_optimizer`).
+//! Every random choice of iteration i derives from (seed, i), so the
+//! iteration counter is all the random state there is.
 
 use crate::config::{DistillConfig, PixelOptimizer, SynthSpace};
 use crate::error::{Error, Result};
