@@ -59,12 +59,18 @@ pub const TUNED_FILE: &str = "tuned.toml";
 /// The file [`tune_into`] writes every score to.
 pub const TUNE_LOG_FILE: &str = "tune.json";
 
-/// The finished experts of `exp`'s setup in `dir`: all
-/// `experts.num_experts` of them, trained on this data with this model,
-/// text encoder and expert settings; `None` otherwise.
+/// The finished experts of `exp`'s setup in `dir`: experts 0 to
+/// `experts.num_experts` − 1, each trained on this data with this model,
+/// text encoder and expert settings (a folder may hold more, from a run
+/// with more experts); `None` when any is missing.
 pub fn finished_experts(exp: &Experiment, dir: &Path) -> Option<Vec<Trajectory>> {
-    let ts = trajectory::load_all(dir, &exp.device).ok()?;
-    let all = ts.len() == exp.config.experts.num_experts;
+    let wanted = exp.config.experts.num_experts;
+    let ts: Vec<Trajectory> = trajectory::load_all(dir, &exp.device)
+        .ok()?
+        .into_iter()
+        .filter(|t| t.meta.expert < wanted)
+        .collect();
+    let all = ts.len() == wanted && ts.iter().enumerate().all(|(k, t)| t.meta.expert == k);
     (all && ts.iter().all(|t| t.meta.complete && t.meta.fits(exp))).then_some(ts)
 }
 

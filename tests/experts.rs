@@ -8,6 +8,7 @@ use vl_distill::evaluate::coreset::{self, CoresetMethod};
 use vl_distill::experiment::Experiment;
 use vl_distill::model::retrieval::evaluate;
 use vl_distill::model::retrieval::Recall;
+use vl_distill::pipeline::finished_experts;
 use vl_distill::stage1::expert::ExpertTrainer;
 use vl_distill::stage1::trajectory::{load_all, Trajectory};
 
@@ -130,6 +131,53 @@ fn interrupted_run_resumes_to_identical_trajectories() {
             assert_eq!(pa.text.sq_dist(&pb.text).unwrap(), 0.0);
         }
     }
+}
+
+#[test]
+fn raising_the_number_of_experts_trains_only_the_new_ones() {
+    let two = smoke(&["experts.num_experts=2", "experts.epochs=1"]);
+    let three = smoke(&["experts.num_experts=3", "experts.epochs=1"]);
+    let grown = tempfile::tempdir().unwrap();
+    ExpertTrainer::new(&two)
+        .unwrap()
+        .with_output(grown.path())
+        .run()
+        .unwrap();
+    let mut more = ExpertTrainer::new(&three)
+        .unwrap()
+        .with_output(grown.path());
+    more.run().unwrap();
+    assert_eq!(more.history.len(), 1, "only the new expert trains");
+    assert_eq!((more.history[0].expert, more.history[0].epoch), (2, 1));
+    assert_eq!(more.trajectories().len(), 3);
+
+    // the same trajectories as three experts trained in one go
+    let at_once = tempfile::tempdir().unwrap();
+    ExpertTrainer::new(&three)
+        .unwrap()
+        .with_output(at_once.path())
+        .run()
+        .unwrap();
+    let a = load_all(grown.path(), &Device::Cpu).unwrap();
+    let b = load_all(at_once.path(), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), 3);
+    for (ta, tb) in a.iter().zip(&b) {
+        assert_eq!(ta.meta.seed, tb.meta.seed);
+        for (pa, pb) in ta.epochs.iter().zip(&tb.epochs) {
+            assert_eq!(pa.image.sq_dist(&pb.image).unwrap(), 0.0);
+            assert_eq!(pa.text.sq_dist(&pb.text).unwrap(), 0.0);
+        }
+    }
+
+    // a run with fewer experts finds its own among them; one with more
+    // finds them missing
+    let found = finished_experts(&two, grown.path()).expect("experts 0 and 1 are there");
+    assert_eq!(
+        found.iter().map(|t| t.meta.expert).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let four = smoke(&["experts.num_experts=4", "experts.epochs=1"]);
+    assert!(finished_experts(&four, grown.path()).is_none());
 }
 
 #[test]

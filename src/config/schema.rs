@@ -501,6 +501,20 @@ pub struct ExpertConfig {
     pub captions_per_image: Option<usize>,
 }
 
+impl ExpertConfig {
+    /// True when an expert trained under `other` follows the same
+    /// trajectory as one trained under `self`: every setting but how many
+    /// experts there are, so raising `num_experts` keeps the experts
+    /// already trained.
+    pub fn trains_like(&self, other: &ExpertConfig) -> bool {
+        let same_count = ExpertConfig {
+            num_experts: self.num_experts,
+            ..other.clone()
+        };
+        *self == same_count
+    }
+}
+
 /// How one modality of the distilled set starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -71,7 +71,7 @@ impl TrajectoryMeta {
         self.dataset_hash == exp.dataset.content_hash()
             && self.model == exp.config.model
             && self.text_encoder == exp.text_encoder
-            && self.training == exp.config.experts
+            && self.training.trains_like(&exp.config.experts)
             && self.features == exp.features_key
     }
 
@@ -81,7 +81,10 @@ impl TrajectoryMeta {
         let mismatch = [
             ("seed", self.seed != other.seed),
             ("model", self.model != other.model),
-            ("training config", self.training != other.training),
+            (
+                "training config",
+                !self.training.trains_like(&other.training),
+            ),
             ("dataset", self.dataset_hash != other.dataset_hash),
             ("text encoder", self.text_encoder != other.text_encoder),
             ("backbone features", self.features != other.features),
