@@ -140,6 +140,84 @@ fn the_learned_rate_step_can_be_bounded() {
 }
 
 #[test]
+fn spikes_of_the_matching_gradient_can_be_clipped() {
+    let warm = vl_distill::config::SPIKE_WARMUP;
+    let iterations = format!("distill.iterations={}", warm + 8);
+    // texts only, plain SGD: each update is exactly lr_texts × the gradient
+    let (exp, trajs) = setup(&[
+        iterations.as_str(),
+        "distill.momentum=0",
+        "distill.distill_images=false",
+    ]);
+    let lr = exp.config.distill.lr_texts;
+    let factor = 1.0;
+    let run = |clip: Option<f64>| {
+        let mut e = exp.clone();
+        e.config.distill.clip_spikes = clip;
+        let mut d = Distiller::new(&e, trajs.clone()).unwrap();
+        let mut moves = Vec::new();
+        while !d.is_done() {
+            let before = d.set.texts.clone();
+            d.step().unwrap();
+            let m = (&d.set.texts - &before).unwrap().sqr().unwrap();
+            moves.push(m.sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt() as f64);
+        }
+        (moves, d.history)
+    };
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        let k = v.len();
+        if k % 2 == 1 {
+            v[k / 2]
+        } else {
+            0.5 * (v[k / 2 - 1] + v[k / 2])
+        }
+    };
+    let (clipped, history) = run(Some(factor));
+    let raw: Vec<f64> = history.iter().map(|r| r.grad_norm_texts).collect();
+    for k in 0..raw.len() {
+        let allowed = if k < warm {
+            lr * raw[k]
+        } else {
+            lr * factor * median(&raw[..k]).min(raw[k] / factor)
+        };
+        assert!(
+            (clipped[k] - allowed).abs() <= 1e-3 * allowed,
+            "iteration {k}: moved {} where {allowed} was due",
+            clipped[k]
+        );
+    }
+    let n_clipped = history.iter().filter(|r| r.grad_scale_texts < 1.0).count();
+    assert!(n_clipped > 0, "some gradient is above the running median");
+    assert!(history.iter().all(|r| r.grad_scale_images == 1.0));
+    let line = history
+        .iter()
+        .find(|r| r.grad_scale_texts < 1.0)
+        .unwrap()
+        .to_string();
+    assert!(line.contains("spike clipped"), "{line}");
+
+    // without clipping the same gradients move the texts by more
+    let (free, free_history) = run(None);
+    let first = history
+        .iter()
+        .position(|r| r.grad_scale_texts < 1.0)
+        .unwrap();
+    let free_raw: Vec<f64> = free_history.iter().map(|r| r.grad_norm_texts).collect();
+    assert_eq!(
+        free_raw[..=first],
+        raw[..=first],
+        "the same run up to the first clip"
+    );
+    assert!(free[first] > clipped[first] * 1.0001);
+
+    let mut c = exp.config.clone();
+    let err = c.apply_overrides(&["distill.clip_spikes=0.5"]).unwrap_err();
+    assert!(err.to_string().contains("clip_spikes"), "{err}");
+}
+
+#[test]
 fn clamped_pixels_stay_in_the_range_of_real_ones() {
     let (exp, trajs) = setup(&["distill.iterations=3", "distill.lr_images=1e6"]);
     // pixel 0 and pixel 255 under the data's normalisation, per channel

@@ -100,6 +100,7 @@ impl Config {
                 lr_features: DEFAULT_LR_FEATURES,
                 feature_iterations: None,
                 pixel_optimizer: PixelOptimizer::Sgd,
+                clip_spikes: None,
             },
         }
     }

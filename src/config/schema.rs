@@ -609,7 +609,24 @@ pub struct DistillConfig {
     /// rates always take SGD steps with `momentum`.
     #[serde(default, skip_serializing_if = "PixelOptimizer::is_sgd")]
     pub pixel_optimizer: PixelOptimizer,
+    /// Spike clipping of the matching gradient: each modality's gradient
+    /// (∂ℓ/∂x̂, ∂ℓ/∂ê) is scaled down to at most this many times the median
+    /// of its norms over the previous [`SPIKE_WINDOW`] iterations (from
+    /// iteration [`SPIKE_WARMUP`] on). One unroll from an expert whose start
+    /// the set fits badly can give a gradient tens of times the usual,
+    /// and one such step can wreck a set for good; `None` leaves the
+    /// gradients as they are, as the paper does. The median is of the
+    /// unclipped norms, which the history (and the checkpoint) keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_spikes: Option<f64>,
 }
+
+/// The iterations whose gradient norms [`DistillConfig::clip_spikes`] takes
+/// the median of.
+pub const SPIKE_WINDOW: usize = 50;
+/// Iterations before [`DistillConfig::clip_spikes`] starts clipping (the
+/// median of fewer norms is too uncertain).
+pub const SPIKE_WARMUP: usize = 10;
 
 /// The optimiser of a distilled set's pixels.
 ///

@@ -220,6 +220,12 @@ impl Config {
         if d.max_lr_step.is_some_and(|b| b.is_nan() || b <= 0.0) {
             return bad("distill.max_lr_step must be > 0 (or unset)".into());
         }
+        if d.clip_spikes.is_some_and(|k| k.is_nan() || k < 1.0) {
+            return bad(format!(
+                "distill.clip_spikes = {:?}: a factor ≥ 1 of the median gradient norm (or unset)",
+                d.clip_spikes.unwrap_or_default()
+            ));
+        }
         if d.lr_features.is_nan() || d.lr_features < 0.0 {
             return bad("distill.lr_features must be >= 0".into());
         }

@@ -316,6 +316,8 @@ mod tests {
             grad_norm_texts: 1.0,
             student_loss: 4.0,
             seconds: 1.0,
+            grad_scale_images: 1.0,
+            grad_scale_texts: 1.0,
         };
         let reports: Vec<DistillReport> = (0..5).map(|i| report(i, 2.0 - 0.3 * i as f64)).collect();
         let m = LinePlot::matching_loss(&reports);

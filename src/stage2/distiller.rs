@@ -29,6 +29,7 @@ use crate::stage1::sgd::TowerLr;
 use crate::stage1::trajectory::Trajectory;
 use crate::stage2::distilled_set::DistilledSet;
 use crate::stage2::matching::{matching_gradient, matching_gradient_through, MatchGradient};
+use crate::stage2::spike_clip::spike_scale;
 use crate::stage2::unroll::{StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
@@ -67,6 +68,17 @@ pub struct DistillReport {
     pub student_loss: f64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// The factor `distill.clip_spikes` scaled ∂ℓ/∂x̂ by before the update
+    /// (1: not clipped; the norm above is the unclipped one).
+    #[serde(default = "unclipped")]
+    pub grad_scale_images: f64,
+    /// The same for ∂ℓ/∂ê.
+    #[serde(default = "unclipped")]
+    pub grad_scale_texts: f64,
+}
+
+fn unclipped() -> f64 {
+    1.0
 }
 
 impl std::fmt::Display for DistillReport {
@@ -85,7 +97,15 @@ impl std::fmt::Display for DistillReport {
             self.expert,
             self.start_epoch,
             self.seconds
-        )
+        )?;
+        if self.grad_scale_images < 1.0 || self.grad_scale_texts < 1.0 {
+            write!(
+                f,
+                ", spike clipped: gradients ×{:.3} img, ×{:.3} txt",
+                self.grad_scale_images, self.grad_scale_texts
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -345,7 +365,7 @@ impl Distiller {
             loss_image,
             loss_text,
             student_loss,
-            grads,
+            mut grads,
         } = with_graph_gradients(|| match &backbone {
             // pixels through a frozen backbone: once forward, once back
             Some(b) => matching_gradient_through(
@@ -366,6 +386,23 @@ impl Distiller {
                 step: format!("distillation iteration {it}"),
                 what: format!("matching loss {loss} or its gradient"),
             });
+        }
+        // the factors of the modalities that move (1 for a frozen one)
+        let scale = |on: bool, norm: f64, of: fn(&DistillReport) -> f64| match self.cfg.clip_spikes
+        {
+            Some(factor) if on => {
+                let previous: Vec<f64> = self.history.iter().map(of).collect();
+                spike_scale(norm, &previous, factor)
+            }
+            _ => 1.0,
+        };
+        let grad_scale_images = scale(self.cfg.distill_images, gi, |r| r.grad_norm_images);
+        let grad_scale_texts = scale(self.cfg.distill_texts, gt, |r| r.grad_norm_texts);
+        if grad_scale_images < 1.0 {
+            grads.images = (&grads.images * grad_scale_images)?;
+        }
+        if grad_scale_texts < 1.0 {
+            grads.texts = (&grads.texts * grad_scale_texts)?;
         }
         let (set, momentum) = self.updated(&grads)?;
         let finite = |t: &Tensor| -> Result<bool> {
@@ -398,6 +435,8 @@ impl Distiller {
             grad_norm_texts: gt,
             student_loss,
             seconds: start.elapsed().as_secs_f64(),
+            grad_scale_images,
+            grad_scale_texts,
         };
         self.history.push(report.clone());
         if let Some(path) = &self.checkpoint {

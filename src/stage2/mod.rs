@@ -3,9 +3,11 @@
 //! - [`distilled_set`] — the synthetic pairs and the learned student rates;
 //! - [`unroll`] — the student's SGD steps and the exact reverse sweep through them;
 //! - [`matching`] — the matching loss and its gradient (one iteration's math);
+//! - [`spike_clip`] — scaling down a matching gradient far above the recent ones;
 //! - [`distiller`] — [`Distiller`](distiller::Distiller): the outer loop, checkpoints, progress.
 
 pub mod distilled_set;
 pub mod distiller;
 pub mod matching;
+pub mod spike_clip;
 pub mod unroll;
