@@ -13,6 +13,11 @@ use std::path::Path;
 pub const SIZE: (u32, u32) = (640, 400);
 
 /// Line colours, in series order (cycled).
+/// Series of at most this many points also get a dot at each point (a
+/// single point is visible; a sweep's few settings read as measurements);
+/// longer curves, such as losses per iteration, are lines only.
+const MAX_MARKED_POINTS: usize = 30;
+
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -196,6 +201,11 @@ impl LinePlot {
                     .copied()
                     .filter(|(x, y)| x.is_finite() && y.is_finite())
                     .collect();
+                if pts.len() <= MAX_MARKED_POINTS {
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                        .map_err(|e| draw(&e))?;
+                }
                 chart
                     .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                     .map_err(|e| draw(&e))?
@@ -327,5 +337,20 @@ mod tests {
         let a = LinePlot::learning_rates(&reports);
         assert_eq!(a.series[0].points[3], (3.0, 0.13));
         assert!(m.to_svg().is_ok() && a.to_svg().is_ok());
+    }
+
+    #[test]
+    fn short_series_get_a_dot_per_point_and_long_ones_none() {
+        let dots = |n: usize| {
+            let points = (0..n).map(|i| (i as f64, (i * i) as f64)).collect();
+            let svg = LinePlot::new("t", "x", "y")
+                .with_series("s", points)
+                .to_svg()
+                .unwrap();
+            svg.matches("<circle").count()
+        };
+        assert_eq!(dots(1), 1);
+        assert_eq!(dots(5), 5);
+        assert_eq!(dots(MAX_MARKED_POINTS + 1), 0);
     }
 }
