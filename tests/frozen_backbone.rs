@@ -167,12 +167,40 @@ fn pixel_gradient_through_the_frozen_backbone_matches_finite_differences() {
         text: 0.2,
     };
     let before = digest_of(&backbone.params.to_dtype(DType::F32).unwrap()).unwrap();
-    let mg = with_graph_gradients(|| {
-        matching_gradient_through(
-            &backbone, &model, &theta0, &target, &pixels, &texts, &batches, lr, 1,
-        )
-    })
-    .unwrap();
+    let through = |chunk: Option<usize>| {
+        with_graph_gradients(|| {
+            matching_gradient_through(
+                &backbone, &model, &theta0, &target, &pixels, &texts, &batches, lr, 1, chunk,
+            )
+        })
+        .unwrap()
+    };
+    let mg = through(None);
+    // the pixels passed 4 at a time (chunks of 4 and 2): the same gradient
+    let chunked = through(Some(4));
+    assert!((chunked.loss_image - mg.loss_image).abs() < 1e-12);
+    assert!((chunked.loss_text - mg.loss_text).abs() < 1e-12);
+    let diff = (&chunked.grads.images - &mg.grads.images)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let scale = mg
+        .grads
+        .images
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(
+        diff <= 1e-12 * scale,
+        "chunked gradient differs by {diff} (scale {scale})"
+    );
     // ℓ(pixels): features through the backbone, then the student's steps
     let ell = |x: &Tensor| -> f64 {
         let f = backbone.features(x).unwrap();

@@ -209,6 +209,9 @@ impl Config {
         d.lr_texts = 3000.0;
         d.lr_lr = 0.01;
         d.clamp_pixels = true;
+        // at 224 px the graph of 100 images through the backbone held
+        // 19.4 GB; 10 at a time, 3.0 GB (docs/measurements.md)
+        d.backbone_chunk = (self.profile == "paper").then_some(10);
         d.iterations = 150;
         d.feature_iterations = Some(200);
         d.log_every = 25;
@@ -481,6 +484,7 @@ mod tests {
             assert_eq!(c.experts.lr_image, 0.1);
             assert_eq!(c.experts.captions_per_image, Some(1));
             assert_eq!(c.data.image_size, if profile == "paper" { 224 } else { 64 });
+            assert_eq!(c.distill.backbone_chunk, (profile == "paper").then_some(10));
             c.set_image_encoder("convnet").unwrap();
             assert_eq!(
                 c.model.backbone,

@@ -101,6 +101,7 @@ impl Config {
                 feature_iterations: None,
                 pixel_optimizer: PixelOptimizer::Sgd,
                 clip_spikes: None,
+                backbone_chunk: None,
             },
         }
     }

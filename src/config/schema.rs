@@ -619,6 +619,16 @@ pub struct DistillConfig {
     /// unclipped norms, which the history (and the checkpoint) keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_spikes: Option<f64>,
+    /// With a frozen backbone, pass the synthetic pixels through it this
+    /// many images at a time: their features without a graph, then the
+    /// gradient back chunk by chunk, each chunk's forward rebuilt (the
+    /// backbone runs forward twice per iteration, and only one chunk's
+    /// activations are held). `None` passes them all at once and keeps
+    /// their graph for the whole iteration: one forward fewer, memory in
+    /// proportion to the set and the resolution. The results agree within
+    /// rounding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_chunk: Option<usize>,
 }
 
 /// The iterations whose gradient norms [`DistillConfig::clip_spikes`] takes

@@ -226,6 +226,9 @@ impl Config {
                 d.clip_spikes.unwrap_or_default()
             ));
         }
+        if d.backbone_chunk == Some(0) {
+            return bad("distill.backbone_chunk must be > 0 (or unset)".into());
+        }
         if d.lr_features.is_nan() || d.lr_features < 0.0 {
             return bad("distill.lr_features must be >= 0".into());
         }

@@ -361,6 +361,7 @@ impl Distiller {
         let model = self.model.clone();
         let (images, texts) = (self.set.images.clone(), self.set.texts.clone());
         let backbone = self.backbone.clone();
+        let backbone_chunk = self.cfg.backbone_chunk;
         let MatchGradient {
             loss_image,
             loss_text,
@@ -369,7 +370,16 @@ impl Distiller {
         } = with_graph_gradients(|| match &backbone {
             // pixels through a frozen backbone: once forward, once back
             Some(b) => matching_gradient_through(
-                b, &model, &theta0, &target, &images, &texts, &batches, lr, keep,
+                b,
+                &model,
+                &theta0,
+                &target,
+                &images,
+                &texts,
+                &batches,
+                lr,
+                keep,
+                backbone_chunk,
             ),
             None => matching_gradient(
                 &model, &theta0, &target, &images, &texts, &batches, lr, keep,

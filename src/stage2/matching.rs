@@ -87,11 +87,16 @@ pub fn matching_gradient(
 }
 
 /// [`matching_gradient`] for synthetic **pixels** read through a frozen
-/// backbone: the pixels pass through `backbone` once (forward, keeping the
-/// graph), the student's steps run on their standardised features, and the
-/// features' gradient goes back through the backbone once, so
+/// backbone: the student's steps run on the pixels' standardised features,
+/// and the features' gradient goes back through the backbone, so
 /// `grads.images` is ∂ℓ/∂pixels. The backbone's parameters get no gradient
-/// (they are not variables). Must run inside
+/// (they are not variables). With `chunk` unset the pixels pass through
+/// the backbone once, keeping one graph of all of them until the gradient
+/// comes back (memory grows with the set and the resolution); with
+/// `Some(c)` the features are computed `c` images at a time without a
+/// graph, and the gradient goes back chunk by chunk, each chunk's forward
+/// rebuilt with its graph: the backbone runs forward twice, and only one
+/// chunk's activations are alive at a time. Must run inside
 /// [`with_graph_gradients`](crate::second_order::with_graph_gradients).
 #[allow(clippy::too_many_arguments)]
 pub fn matching_gradient_through(
@@ -104,24 +109,45 @@ pub fn matching_gradient_through(
     batches: &[StepBatch],
     lr: TowerLr,
     keep: usize,
+    chunk: Option<usize>,
 ) -> Result<MatchGradient> {
-    let leaf = Var::from_tensor(&pixels.detach())?;
-    let features = backbone.features(leaf.as_tensor())?;
-    let mut mg = matching_gradient(
-        model,
-        theta0,
-        target,
-        &features.detach(),
-        texts,
-        batches,
-        lr,
-        keep,
-    )?;
-    // ⟨∂ℓ/∂f, f(x)⟩ differentiated once: ∂ℓ/∂x (a vector–Jacobian product)
-    let chained = detached_backward(&(features * &mg.grads.images)?.sum_all()?)?;
-    mg.grads.images = match chained.get(leaf.as_tensor()) {
-        Some(g) => g.detach(),
-        None => leaf.as_tensor().zeros_like()?,
+    let Some(chunk) = chunk else {
+        let leaf = Var::from_tensor(&pixels.detach())?;
+        let features = backbone.features(leaf.as_tensor())?;
+        let mut mg = matching_gradient(
+            model,
+            theta0,
+            target,
+            &features.detach(),
+            texts,
+            batches,
+            lr,
+            keep,
+        )?;
+        mg.grads.images = pulled_back(&leaf, &features, &mg.grads.images)?;
+        return Ok(mg);
     };
+    let chunk = chunk.max(1);
+    let features = backbone.features_chunked(pixels, chunk)?;
+    let mut mg = matching_gradient(model, theta0, target, &features, texts, batches, lr, keep)?;
+    let n = pixels.dim(0)?;
+    let mut parts = Vec::with_capacity(n.div_ceil(chunk));
+    for i in (0..n).step_by(chunk) {
+        let len = chunk.min(n - i);
+        let leaf = Var::from_tensor(&pixels.narrow(0, i, len)?.detach())?;
+        let f = backbone.features(leaf.as_tensor())?;
+        parts.push(pulled_back(&leaf, &f, &mg.grads.images.narrow(0, i, len)?)?);
+    }
+    mg.grads.images = Tensor::cat(&parts, 0)?;
     Ok(mg)
+}
+
+/// ∂⟨g, f(x)⟩/∂x for the features `f` computed from the leaf `x` (a
+/// vector–Jacobian product, differentiated once).
+fn pulled_back(leaf: &Var, features: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let chained = detached_backward(&(features * g)?.sum_all()?)?;
+    Ok(match chained.get(leaf.as_tensor()) {
+        Some(d) => d.detach(),
+        None => leaf.as_tensor().zeros_like()?,
+    })
 }
