@@ -180,23 +180,16 @@ fn pixel_gradient_through_the_frozen_backbone_matches_finite_differences() {
     let chunked = through(Some(4));
     assert!((chunked.loss_image - mg.loss_image).abs() < 1e-12);
     assert!((chunked.loss_text - mg.loss_text).abs() < 1e-12);
-    let diff = (&chunked.grads.images - &mg.grads.images)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    let scale = mg
-        .grads
-        .images
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
+    let max_abs = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let diff = max_abs(&(&chunked.grads.images - &mg.grads.images).unwrap());
+    let scale = max_abs(&mg.grads.images);
     assert!(
         diff <= 1e-12 * scale,
         "chunked gradient differs by {diff} (scale {scale})"
