@@ -41,7 +41,7 @@ use crate::stage2::distilled_set::DistilledSet;
 use crate::stage2::distiller::Distiller;
 use crate::tune;
 use candle_core::{DType, Device};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The file name of the distilled set in a run folder.
@@ -642,6 +642,70 @@ pub fn report_markdown(
         s.push_str(&format!("| {name} | {secs:.1} |\n"));
     }
     s
+}
+
+/// Pretrains the image encoder of `config` (see [`crate::stage1::pretrain`]):
+/// builds the source (scenes apart from the splits), trains on `device`
+/// with a line per epoch, and writes the weights to `file` (default: the
+/// [`pretrained_checkpoint`](crate::config::pretrained_checkpoint) under the
+/// checkout, where `--image-encoder` finds them) with their record beside
+/// them. Caption embeddings of the source are cached in `dir/cache`.
+/// Returns the file written.
+pub fn pretrain(
+    config: &Config,
+    device: Device,
+    dir: &Path,
+    file: Option<&Path>,
+    progress: bool,
+) -> Result<PathBuf> {
+    use crate::stage1::pretrain::{output_file, source_config, source_dataset, Pretrainer};
+    let t = Instant::now();
+    let source = source_config(config)?;
+    let file = match file {
+        Some(f) => f.to_path_buf(),
+        None => crate::config::data_path(&output_file(config)?.to_string_lossy()),
+    };
+    let dataset = source_dataset(config)?;
+    let p = &source.pretrain;
+    log_line(&format!(
+        "pretrain: {} on {} scenes + {} held out at {} px (seed {}, generator streams apart from train/val/test), {} epochs of {} pairs, AdamW lr {:.1e} (warm-up {} epochs, cosine), weight decay {} [{:.1} s]",
+        source.model.image.architecture(),
+        p.images,
+        p.val_images,
+        source.data.image_size,
+        source.seed,
+        p.epochs,
+        p.batch_size,
+        p.lr,
+        p.warmup_epochs,
+        p.weight_decay,
+        t.elapsed().as_secs_f64()
+    ));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let exp = Experiment::with_dataset(
+        source,
+        device,
+        dataset,
+        Default::default(),
+        Some(&dir.join("cache")),
+    )?;
+    let mut trainer = Pretrainer::new(&exp)?;
+    if progress {
+        trainer.run(true)?;
+    } else {
+        while let Some(r) = trainer.step_with(|_, _, _| {})? {
+            log_line(&r.to_string());
+        }
+    }
+    trainer.save(&file)?;
+    log_line(&format!(
+        "pretrain: done in {:.0} s; weights → {} (and .json); --image-encoder {} at {} px now starts from them",
+        t.elapsed().as_secs_f64(),
+        file.display(),
+        config.model.image.kind(),
+        config.data.image_size
+    ));
+    Ok(file)
 }
 
 /// The experiment of `config` on `device` for a run in `dir` (created; the

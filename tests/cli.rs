@@ -2,7 +2,7 @@
 //! leave trajectories and a `full` row in results.json; `run` does every stage
 //! (the four coresets included) and writes pictures of the distilled set
 //! (`export` again); `baselines` leaves a row per method and size; bad input
-//! fails clearly.
+//! fails clearly; `pretrain` writes weights where `--image-encoder` finds them.
 
 use std::process::Command;
 
@@ -407,4 +407,76 @@ fn tune_scores_candidates_on_val_and_writes_a_config_that_loads() {
     );
     assert_eq!(tuned.profile, "smoke");
     assert_eq!(tuned.distill.iterations, Config::smoke().distill.iterations);
+}
+
+#[test]
+fn pretrain_writes_where_image_encoder_finds_it_and_the_experts_start_there() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vl-distill"))
+            .args(args)
+            .env("VL_DISTILL_ROOT", root.path())
+            .output()
+            .expect("binary runs")
+    };
+    let out = root.path().join("out");
+    let out = out.to_str().unwrap();
+    let common = [
+        "--profile",
+        "smoke",
+        "--image-encoder",
+        "nf_regnet_b1",
+        "--out",
+        out,
+        "--quiet",
+    ];
+    // before: a warning that names the command (any subcommand prints it)
+    let o = run(&[
+        &["pretrain"][..],
+        &common,
+        &["--set", "pretrain.images=128", "--set", "pretrain.epochs=1"],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: no pretrained nf_regnet_b1")
+            && err.contains("vl-distill pretrain --image-encoder nf_regnet_b1 --profile smoke"),
+        "{err}"
+    );
+    let weights = root
+        .path()
+        .join("data/models/pretrained/nf_regnet_b1-scaled-24px.safetensors");
+    assert!(weights.exists() && weights.with_extension("json").exists());
+    // after: the experts load them (a new expert folder: the model differs)
+    let out2 = root.path().join("out2");
+    let o = run(&[
+        "experts",
+        "--profile",
+        "smoke",
+        "--image-encoder",
+        "nf_regnet_b1",
+        "--out",
+        out2.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "experts.epochs=1",
+        "--set",
+        "experts.num_experts=1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("image: nf_regnet_b1 from") && err.contains("nf_regnet_b1-scaled-24px"),
+        "{err}"
+    );
+    let config = std::fs::read_to_string(out2.join("config.toml")).unwrap();
+    assert!(
+        config.contains("nf_regnet_b1-scaled-24px.safetensors"),
+        "{config}"
+    );
+    // the ConvNet is not pretrained here
+    let o = run(&["pretrain", "--profile", "smoke", "--out", out]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("from-scratch reference"));
 }

@@ -83,6 +83,12 @@ fn main() -> Result<()> {
                 println!("skipped {} unreadable images", report.skipped.len());
             }
         }
+        Command::Pretrain { common, to } => {
+            let config = common.config()?;
+            let device = vl_distill::device::by_name(&common.device)?;
+            let dir = common.out(&config);
+            pipeline::pretrain(&config, device, &dir, to.as_deref(), !common.quiet)?;
+        }
         Command::Experts(common) => {
             let (exp, out) = common.experiment()?;
             pipeline::train_experts(&exp, &out, !common.quiet)?;

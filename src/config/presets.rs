@@ -253,6 +253,35 @@ pub const EFFICIENTNET_CHECKPOINT: &str = "data/models/efficientnet-lite0/model.
 /// The script that downloads and converts the EfficientNet-Lite0 weights.
 pub const EFFICIENTNET_FETCH_SCRIPT: &str = "data-scripts/fetch_efficientnet_lite0.sh";
 
+/// The folder `vl-distill pretrain` writes pretrained image encoders to.
+pub const PRETRAINED_DIR: &str = "data/models/pretrained";
+
+/// Where the pretrained weights of `image` at `image_size` px live, under
+/// the checkout ([`PRETRAINED_DIR`]`/{architecture}-{size}px.safetensors`,
+/// relative like [`EFFICIENTNET_CHECKPOINT`]; a LoRA ViT's are its base
+/// ViT's): what `vl-distill pretrain` writes and
+/// [`Config::set_image_encoder`] reads. `None` for the ConvNet and
+/// EfficientNet-Lite0, which are not pretrained here.
+pub fn pretrained_checkpoint(image: &ImageEncoderConfig, image_size: u32) -> Option<PathBuf> {
+    let base = match image {
+        ImageEncoderConfig::ConvNet { .. } | ImageEncoderConfig::EfficientnetLite0 { .. } => {
+            return None
+        }
+        ImageEncoderConfig::VitLora { size, .. } => ImageEncoderConfig::Vit {
+            size: *size,
+            checkpoint: None,
+        }
+        .architecture(),
+        other => other.architecture(),
+    };
+    Some(PathBuf::from(PRETRAINED_DIR).join(format!("{base}-{image_size}px.safetensors")))
+}
+
+/// The command that pretrains `kind` at `profile`.
+pub fn pretrain_command(kind: &str, profile: &str) -> String {
+    format!("vl-distill pretrain --image-encoder {kind} --profile {profile}")
+}
+
 impl ImageEncoderConfig {
     /// The encoder `kind` at the size that fits `profile`: the profile's
     /// own ConvNet, the scaled timm architectures at `smoke` and `default`,
@@ -335,7 +364,12 @@ impl Config {
     /// and their input scaling as `data.norm`, and with them the experts
     /// fine-tune at the profile's image learning rate divided by
     /// [`FINE_TUNE_LR_DIVISOR`] (switching from it to another encoder restores the
-    /// profile's rate; other switches leave `experts.lr_image` alone). What
+    /// profile's rate; other switches leave `experts.lr_image` alone). On the
+    /// built-in scenes, the NF nets and ViTs (a LoRA ViT: as its frozen base)
+    /// start from the weights `vl-distill pretrain` wrote for their
+    /// architecture at `data.image_size` ([`pretrained_checkpoint`], under
+    /// [`ROOT_VAR`] when set) when they are there, and then keep the
+    /// profile's epochs: they fine-tune. What
     /// `--image-encoder` does; set `experts.epochs` / `experts.lr_image`
     /// afterwards to override.
     ///
@@ -361,6 +395,16 @@ impl Config {
             // every other encoder takes ImageNet's mean and std (switching
             // away from efficientnet_lite0 must not keep its scaling)
             self.data.norm = ImageNorm::default();
+        }
+        if matches!(self.data.source, DataSource::Scenes { .. }) {
+            // the weights `vl-distill pretrain` wrote for this encoder, size
+            // and resolution, when they are there
+            if let Some(rel) = pretrained_checkpoint(&self.model.image, self.data.image_size) {
+                let weights = data_path(&rel.to_string_lossy());
+                if weights.exists() {
+                    self.model.image.set_checkpoint(weights);
+                }
+            }
         }
         if self.model.backbone == Backbone::Frozen && self.model.image.checkpoint().is_none() {
             // a frozen backbone must be a pretrained one: an encoder without

@@ -73,6 +73,13 @@ impl Config {
                 batch_size: 64,
                 student_grid: None,
             },
+            pretrain: PretrainConfig {
+                images: 1200,
+                val_images: 60,
+                epochs: 2,
+                batch_size: 64,
+                ..PretrainConfig::default()
+            },
             distill: DistillConfig {
                 pairs: 20,
                 syn_steps: 3,
@@ -138,6 +145,7 @@ impl Config {
         c.distill.lr_texts = 3.0;
         c.distill.checkpoint_every = 10;
         c.distill.log_every = 10;
+        c.pretrain = PretrainConfig::default();
         c
     }
 

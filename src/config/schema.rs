@@ -25,6 +25,9 @@ pub struct Config {
     pub eval: EvalConfig,
     /// Stage 2: distillation.
     pub distill: DistillConfig,
+    /// Pretraining of the image encoder (`vl-distill pretrain`).
+    #[serde(default)]
+    pub pretrain: PretrainConfig,
 }
 
 /// Where the images and captions come from.
@@ -298,6 +301,20 @@ impl ImageEncoderConfig {
         }
     }
 
+    /// Sets the pretrained checkpoint (no effect on the ConvNet, which
+    /// takes none).
+    pub fn set_checkpoint(&mut self, path: PathBuf) {
+        match self {
+            ImageEncoderConfig::ConvNet { .. } => {}
+            ImageEncoderConfig::NfResnet50 { checkpoint, .. }
+            | ImageEncoderConfig::NfRegnetB1 { checkpoint, .. }
+            | ImageEncoderConfig::NfnetL0 { checkpoint, .. }
+            | ImageEncoderConfig::Vit { checkpoint, .. }
+            | ImageEncoderConfig::VitLora { checkpoint, .. }
+            | ImageEncoderConfig::EfficientnetLite0 { checkpoint } => *checkpoint = Some(path),
+        }
+    }
+
     /// The architecture without its weights, e.g. `convnet-w64-d3`,
     /// `nfnet_l0-scaled`, `vit_lora-tiny-r8`: two configurations with the
     /// same label have parameters of the same names and shapes (for the
@@ -467,6 +484,47 @@ impl SynthSpace {
         match self {
             SynthSpace::Pixels => "pixels",
             SynthSpace::Features => "features",
+        }
+    }
+}
+
+/// Pretraining an image encoder before the experts fine-tune it
+/// (`vl-distill pretrain`): contrastive training of both towers on a source
+/// of built-in scenes drawn apart from the train, val and test splits, with
+/// AdamW, a linear warm-up and a cosine decay; only the image encoder is
+/// kept. One caption of each image per epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Training images of the source.
+    pub images: usize,
+    /// Held-out images of the source, scored after every epoch.
+    pub val_images: usize,
+    /// Passes over the source's images.
+    pub epochs: usize,
+    /// Pairs per minibatch.
+    pub batch_size: usize,
+    /// AdamW's peak learning rate (reached at the end of the warm-up).
+    pub lr: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Epochs of linear warm-up from 0 to `lr` (then a cosine decay to 0).
+    pub warmup_epochs: f64,
+}
+
+impl Default for PretrainConfig {
+    /// The default profile's: 10 000 source images (10× its train split),
+    /// 200 held out, 8 epochs of 128 pairs, AdamW at 1e-3 with weight decay
+    /// 0.05 and one epoch of warm-up.
+    fn default() -> Self {
+        PretrainConfig {
+            images: 10_000,
+            val_images: 200,
+            epochs: 8,
+            batch_size: 128,
+            lr: 1e-3,
+            weight_decay: 0.05,
+            warmup_epochs: 1.0,
         }
     }
 }

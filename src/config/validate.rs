@@ -150,6 +150,37 @@ impl ImageEncoderConfig {
     }
 }
 
+impl PretrainConfig {
+    /// Checks the pretraining settings' ranges.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("pretrain: {m}")));
+        if self.images < 2 || self.val_images == 0 || self.epochs == 0 || self.batch_size < 2 {
+            return bad(format!(
+                "images must be >= 2, val_images and epochs > 0, batch_size >= 2 (got {}, {}, {}, {})",
+                self.images, self.val_images, self.epochs, self.batch_size
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be finite and > 0, got {}", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight_decay must be >= 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if !(self.warmup_epochs.is_finite()
+            && (0.0..=self.epochs as f64).contains(&self.warmup_epochs))
+        {
+            return bad(format!(
+                "warmup_epochs must lie in [0, epochs = {}], got {}",
+                self.epochs, self.warmup_epochs
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Checks ranges and consistency of all fields.
     pub fn validate(&self) -> Result<()> {
@@ -175,6 +206,7 @@ impl Config {
         if !(0.0..1.0).contains(&e.momentum) {
             return bad("experts.momentum must be in [0, 1)".into());
         }
+        self.pretrain.validate()?;
         if self.eval.num_seeds == 0 || self.eval.batch_size < 2 {
             return bad("eval: num_seeds must be > 0, batch_size >= 2".into());
         }

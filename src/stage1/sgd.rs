@@ -152,7 +152,7 @@ pub fn epoch_batches(num_pairs: usize, batch_size: usize, seed: u64) -> Vec<Vec<
 
 /// `pairs` shuffled from `seed` and cut into minibatches (a last one of
 /// fewer than 2 pairs is dropped).
-fn batches_of(mut pairs: Vec<u32>, batch_size: usize, seed: u64) -> Vec<Vec<u32>> {
+pub fn batches_of(mut pairs: Vec<u32>, batch_size: usize, seed: u64) -> Vec<Vec<u32>> {
     pairs.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     pairs
         .chunks(batch_size)

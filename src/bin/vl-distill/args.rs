@@ -4,7 +4,9 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use vl_distill::config::{Config, ImageEncoderConfig};
+use vl_distill::config::{
+    pretrain_command, pretrained_checkpoint, Config, DataSource, ImageEncoderConfig,
+};
 use vl_distill::data::prepare;
 use vl_distill::display::export::DEFAULT_NEAREST;
 use vl_distill::experiment::Experiment;
@@ -27,6 +29,19 @@ pub enum Command {
     Data {
         #[command(subcommand)]
         action: DataAction,
+    },
+    /// Pretrain an image encoder (nf_resnet50, nf_regnet_b1, nfnet_l0, vit,
+    /// vit_lora) on built-in scenes that share no image with the train, val
+    /// and test splits (contrastive, AdamW with warm-up; settings under
+    /// `pretrain.*`), and write its weights (timm names) to
+    /// data/models/pretrained/<architecture>-<size>px.safetensors, where
+    /// --image-encoder then finds them: the experts fine-tune from them.
+    Pretrain {
+        #[command(flatten)]
+        common: Common,
+        /// Write the weights here instead (the record goes beside them, .json).
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
     },
     /// Stage 1: train the experts and write their trajectories into --out.
     Experts(Common),
@@ -251,6 +266,21 @@ impl Common {
                     vl_distill::config::EFFICIENTNET_CHECKPOINT,
                     vl_distill::config::EFFICIENTNET_FETCH_SCRIPT
                 ),
+            }
+        }
+        if let (Some(kind), DataSource::Scenes { .. }) = (&self.image_encoder, &c.data.source) {
+            if let Some(rel) = pretrained_checkpoint(&c.model.image, c.data.image_size) {
+                match c.model.image.checkpoint() {
+                    Some(w) => eprintln!(
+                        "image: {kind} from {} (vl-distill pretrain; set model.image.checkpoint for another file)",
+                        w.display()
+                    ),
+                    None => eprintln!(
+                        "image: warning: no pretrained {kind} at {} (run `{}`): training from scratch",
+                        rel.display(),
+                        pretrain_command(kind, &c.profile)
+                    ),
+                }
             }
         }
         if let Some(kind) = &self.text_encoder {

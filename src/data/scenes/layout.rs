@@ -223,7 +223,7 @@ mod tests {
         let mut fills = std::collections::HashSet::new();
         let mut backgrounds = std::collections::HashSet::new();
         for i in 0..200 {
-            let (scene, _) = make_sample(&cfg, Split::Train, i);
+            let (scene, _) = make_sample(&cfg, super::super::Stream::Split(Split::Train), i);
             counts[scene.objects.len()] += 1;
             backgrounds.insert(format!("{:?}", scene.background));
             for o in &scene.objects {

@@ -119,19 +119,10 @@ const MAX_WORDS: usize = 25;
 /// Fails with [`Error::Config`] when `image_size` is below 16 or above 1024,
 /// or when a split size is zero.
 pub fn generate(cfg: &ScenesConfig) -> Result<Dataset> {
-    if cfg.image_size < MIN_SIZE || cfg.image_size > MAX_SIZE {
-        return Err(Error::Config(format!(
-            "scenes.image_size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {}",
-            cfg.image_size
-        )));
-    }
-    for (split, n) in [("train", cfg.train), ("val", cfg.val), ("test", cfg.test)] {
-        if n == 0 {
-            return Err(Error::Config(format!(
-                "scenes.{split} must be at least 1 image, got 0"
-            )));
-        }
-    }
+    check_sizes(
+        cfg.image_size,
+        &[("train", cfg.train), ("val", cfg.val), ("test", cfg.test)],
+    )?;
     let mut ds = Dataset {
         name: "scenes".to_string(),
         train: Vec::new(),
@@ -145,20 +136,76 @@ pub fn generate(cfg: &ScenesConfig) -> Result<Dataset> {
             Split::Test => cfg.test,
         };
         let indices: Vec<usize> = (0..n).collect();
-        *ds.split_mut(split) = par_map(&indices, |&i| make_sample(cfg, split, i).1);
+        *ds.split_mut(split) = par_map(&indices, |&i| make_sample(cfg, Stream::Split(split), i).1);
     }
     ds.validate("scenes")?;
     Ok(ds)
 }
 
-/// The scene and the finished sample at `(split, index)`.
-fn make_sample(cfg: &ScenesConfig, split: Split, index: usize) -> (Scene, Sample) {
-    let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(cfg.seed, split, index));
+/// The pretraining source of the dataset `cfg` describes (`cfg`'s split
+/// sizes are not used): `train` and `val` scenes of the same kind, at the
+/// same size, drawn from generator streams of their own that the
+/// dataset's train, val and test splits never use, so the source shares no
+/// image with them. A dataset named `scenes-pretraining` whose test split
+/// repeats its val split (the source is never tested); file names
+/// `source_{split}_{index:05}.png`. Errors as [`generate`].
+pub fn generate_pretraining_source(
+    cfg: &ScenesConfig,
+    train: usize,
+    val: usize,
+) -> Result<Dataset> {
+    check_sizes(cfg.image_size, &[("train", train), ("val", val)])?;
+    let part = |split: Split, n: usize| {
+        let indices: Vec<usize> = (0..n).collect();
+        par_map(&indices, |&i| make_sample(cfg, Stream::Source(split), i).1)
+    };
+    let ds = Dataset {
+        name: "scenes-pretraining".to_string(),
+        train: part(Split::Train, train),
+        val: part(Split::Val, val),
+        test: part(Split::Val, val),
+    };
+    ds.validate("scenes-pretraining")?;
+    Ok(ds)
+}
+
+/// Fails when `image_size` is outside [16, 1024] or a part has no image.
+fn check_sizes(image_size: u32, parts: &[(&str, usize)]) -> Result<()> {
+    if !(MIN_SIZE..=MAX_SIZE).contains(&image_size) {
+        return Err(Error::Config(format!(
+            "scenes.image_size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {image_size}"
+        )));
+    }
+    for (part, n) in parts {
+        if *n == 0 {
+            return Err(Error::Config(format!(
+                "scenes.{part} must be at least 1 image, got 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Which generator stream a sample comes from: a split of the dataset, or
+/// a part of its pretraining source.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Split(Split),
+    Source(Split),
+}
+
+/// The scene and the finished sample at `(stream, index)`.
+fn make_sample(cfg: &ScenesConfig, stream: Stream, index: usize) -> (Scene, Sample) {
+    let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(cfg.seed, stream, index));
     let scene = sample_scene(&mut rng);
     let captions = make_captions(&mut rng, &scene);
     let image = render(&scene, cfg.image_size, true);
+    let filename = match stream {
+        Stream::Split(split) => format!("{}_{index:05}.png", split.name()),
+        Stream::Source(split) => format!("source_{}_{index:05}.png", split.name()),
+    };
     let sample = Sample {
-        filename: format!("{}_{index:05}.png", split.name()),
+        filename,
         image,
         captions,
     };
@@ -173,12 +220,14 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The seed of one sample's generator, from the dataset seed, split and index.
-fn sample_seed(seed: u64, split: Split, index: usize) -> u64 {
-    let tag = match split {
-        Split::Train => 0x7472_6169_6e00_0001,
-        Split::Val => 0x7661_6c00_0000_0002,
-        Split::Test => 0x7465_7374_0000_0003,
+/// The seed of one sample's generator, from the dataset seed, stream and index.
+fn sample_seed(seed: u64, stream: Stream, index: usize) -> u64 {
+    let tag = match stream {
+        Stream::Split(Split::Train) => 0x7472_6169_6e00_0001,
+        Stream::Split(Split::Val) => 0x7661_6c00_0000_0002,
+        Stream::Split(Split::Test) => 0x7465_7374_0000_0003,
+        Stream::Source(Split::Train) => 0x7072_6574_7261_0004,
+        Stream::Source(_) => 0x7072_6576_616c_0005,
     };
     mix(mix(mix(seed) ^ tag) ^ index as u64)
 }

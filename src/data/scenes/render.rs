@@ -111,7 +111,7 @@ mod tests {
         let cfg = small(6);
         for split in Split::ALL {
             for i in 0..10 {
-                let (scene, sample) = make_sample(&cfg, split, i);
+                let (scene, sample) = make_sample(&cfg, super::super::Stream::Split(split), i);
                 let bg = render(&scene, cfg.image_size, false);
                 let changed = sample
                     .image

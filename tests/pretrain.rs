@@ -1,0 +1,226 @@
+//! Pretraining an image encoder (`vl-distill pretrain`): the source shares
+//! no image with the splits, pretraining lowers the loss, the weights land
+//! where `--image-encoder` finds them and every expert starts from them
+//! (a LoRA ViT's base included), and bad requests are refused.
+
+use candle_core::DType;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use vl_distill::config::{pretrained_checkpoint, Config, ImageEncoderConfig, ROOT_VAR};
+use vl_distill::data::scenes::{generate, ScenesConfig};
+use vl_distill::data::Sample;
+use vl_distill::model::TwoTower;
+use vl_distill::pipeline;
+use vl_distill::stage1::pretrain::{source_config, source_dataset, PretrainRecord};
+
+fn image_hashes(samples: &[Sample]) -> HashSet<[u8; 32]> {
+    samples
+        .iter()
+        .map(|s| Sha256::digest(s.image.as_raw()).into())
+        .collect()
+}
+
+#[test]
+fn the_pretraining_source_shares_no_image_with_train_val_or_test() {
+    // the default profile's sizes: 10 000 + 200 source images against
+    // 1000 / 200 / 500
+    let config = Config::default_profile();
+    let splits = generate(&ScenesConfig::from_config(&config).unwrap()).unwrap();
+    let source = source_dataset(&config).unwrap();
+    assert_eq!(source.train.len(), config.pretrain.images);
+    assert_eq!(source.val.len(), config.pretrain.val_images);
+    let source_images: HashSet<[u8; 32]> = image_hashes(&source.train)
+        .union(&image_hashes(&source.val))
+        .copied()
+        .collect();
+    // the source has no repeats of its own either
+    assert_eq!(
+        source_images.len(),
+        source.train.len() + source.val.len(),
+        "repeated images inside the source"
+    );
+    for (name, split) in [
+        ("train", &splits.train),
+        ("val", &splits.val),
+        ("test", &splits.test),
+    ] {
+        let shared = image_hashes(split).intersection(&source_images).count();
+        assert_eq!(shared, 0, "{shared} images of {name} are in the source");
+    }
+    // the same configuration gives the same source
+    let again = source_dataset(&config).unwrap();
+    assert_eq!(again.train[17].image, source.train[17].image);
+    assert_eq!(again.val[3].captions, source.val[3].captions);
+}
+
+#[test]
+fn pretraining_lowers_the_loss_and_every_expert_starts_from_the_weights() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = Config::smoke();
+    config.set_image_encoder("nf_resnet50").unwrap();
+    config
+        .apply_overrides(&[
+            "pretrain.images=600",
+            "pretrain.epochs=4",
+            "pretrain.warmup_epochs=0.5",
+        ])
+        .unwrap();
+    // where --image-encoder looks, under a checkout of its own
+    let rel = pretrained_checkpoint(&config.model.image, config.data.image_size).unwrap();
+    assert!(rel.starts_with("data/models/pretrained"), "{rel:?}");
+    let file = root.path().join(&rel);
+    let written = pipeline::pretrain(
+        &config,
+        vl_distill::device::for_tests(),
+        &root.path().join("work"),
+        Some(&file),
+        false,
+    )
+    .unwrap();
+    assert_eq!(written, file);
+
+    let record: PretrainRecord =
+        serde_json::from_str(&std::fs::read_to_string(file.with_extension("json")).unwrap())
+            .unwrap();
+    let losses: Vec<f64> = record.epochs.iter().map(|e| e.train_loss).collect();
+    assert_eq!(losses.len(), 4);
+    assert!(
+        losses[3] < losses[0] - 0.1,
+        "pretraining must lower the contrastive loss: {losses:?}"
+    );
+    assert_eq!(record.architecture, "nf_resnet50-scaled");
+
+    // --image-encoder now finds the weights (and the experts keep the
+    // profile's epochs: they fine-tune)
+    std::env::set_var(ROOT_VAR, root.path());
+    let mut c = Config::smoke();
+    c.set_image_encoder("nf_resnet50").unwrap();
+    let mut lora = Config::smoke();
+    lora.set_image_encoder("vit_lora").unwrap();
+    let mut elsewhere = Config::smoke();
+    elsewhere.apply_overrides(&["data.image_size=32"]).unwrap();
+    elsewhere.set_image_encoder("nf_resnet50").unwrap();
+    std::env::remove_var(ROOT_VAR);
+    assert_eq!(c.model.image.checkpoint(), Some(file.as_path()));
+    assert_eq!(c.model.image.scratch_epochs(), None);
+    // weights of another resolution are not taken
+    assert_eq!(elsewhere.model.image.checkpoint(), None);
+    // no ViT was pretrained here, so the LoRA ViT's base stays random
+    assert_eq!(lora.model.image.checkpoint(), None);
+
+    let saved = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let model = TwoTower::new(&c.model, c.data.image_size as usize, 128).unwrap();
+    for seed in [0, 7] {
+        let p = model
+            .init(seed, &candle_core::Device::Cpu, DType::F32)
+            .unwrap();
+        assert_eq!(p.image.len(), saved.len());
+        for (name, t) in p.image.iter() {
+            let diff = (t - &saved[name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(
+                diff, 0.0,
+                "{name} of expert seed {seed} is not the pretrained one"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_lora_vit_rides_on_its_pretrained_base() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = Config::smoke();
+    config.set_image_encoder("vit_lora").unwrap();
+    config
+        .apply_overrides(&["pretrain.images=128", "pretrain.epochs=1"])
+        .unwrap();
+    // a LoRA ViT pretrains (and then loads) the plain ViT of its size
+    let source = source_config(&config).unwrap();
+    assert_eq!(source.model.image.kind(), "vit");
+    let rel = pretrained_checkpoint(&config.model.image, config.data.image_size).unwrap();
+    let vit = ImageEncoderConfig::named("vit", "smoke").unwrap();
+    assert_eq!(
+        Some(&rel),
+        pretrained_checkpoint(&vit, config.data.image_size).as_ref()
+    );
+    let file = root.path().join(&rel);
+    pipeline::pretrain(
+        &config,
+        vl_distill::device::for_tests(),
+        &root.path().join("work"),
+        Some(&file),
+        false,
+    )
+    .unwrap();
+    let mut lora = Config::smoke();
+    lora.set_image_encoder("vit_lora").unwrap();
+    lora.model.image.set_checkpoint(file.clone());
+    let with_base = TwoTower::new(&lora.model, lora.data.image_size as usize, 128).unwrap();
+    let mut scratch = Config::smoke();
+    scratch.set_image_encoder("vit_lora").unwrap();
+    let random_base = TwoTower::new(&scratch.model, scratch.data.image_size as usize, 128).unwrap();
+    // the trained parameters are the adapters alone either way; the base
+    // (outside the trained set) is the pretrained one, so the features differ
+    let dev = candle_core::Device::Cpu;
+    let p = with_base.init(0, &dev, DType::F32).unwrap();
+    let q = random_base.init(0, &dev, DType::F32).unwrap();
+    assert_eq!(p.image.names(), q.image.names());
+    assert!(
+        p.image.names().iter().all(|n| n.contains("lora")),
+        "{:?}",
+        p.image.names()
+    );
+    let x = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 24, 24), &dev).unwrap();
+    let a = with_base.encode_images(&p.image, &x).unwrap();
+    let b = random_base.encode_images(&q.image, &x).unwrap();
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff > 1e-3,
+        "the pretrained base must change the features ({diff})"
+    );
+}
+
+#[test]
+fn pretraining_refuses_what_it_cannot_pretrain() {
+    let err = |c: &Config| source_config(c).unwrap_err().to_string();
+    // the ConvNet is the from-scratch reference
+    assert!(
+        err(&Config::smoke()).contains("convnet"),
+        "{}",
+        err(&Config::smoke())
+    );
+    let mut eff = Config::smoke();
+    eff.model.image = ImageEncoderConfig::named("efficientnet_lite0", "smoke").unwrap();
+    assert!(err(&eff).contains("ImageNet"), "{}", err(&eff));
+    // the source is built from the scenes only
+    let mut emoji = Config::smoke();
+    emoji.set_dataset("emoji").unwrap();
+    emoji.set_image_encoder("nf_resnet50").unwrap();
+    assert!(err(&emoji).contains("built-in scenes"), "{}", err(&emoji));
+    // settings out of range name the setting
+    for bad in [
+        "pretrain.lr=0",
+        "pretrain.epochs=0",
+        "pretrain.images=1",
+        "pretrain.warmup_epochs=9",
+        "pretrain.weight_decay=-1",
+    ] {
+        let mut c = Config::smoke();
+        c.set_image_encoder("nf_resnet50").unwrap();
+        let e = c.apply_overrides(&[bad]).unwrap_err().to_string();
+        assert!(e.contains("pretrain"), "{bad}: {e}");
+    }
+}
