@@ -218,9 +218,11 @@ pub struct Common {
     pub dataset: Option<String>,
     /// Image encoder at the profile's size: convnet, nf_resnet50,
     /// nf_regnet_b1, nfnet_l0, vit, vit_lora or efficientnet_lite0 (refine
-    /// it with --set model.image.size=… / model.image.checkpoint=…). At the
-    /// default profile the NF nets get the 10 expert epochs they need from
-    /// scratch; efficientnet_lite0 reads data/models/efficientnet-lite0 when
+    /// it with --set model.image.size=… / model.image.checkpoint=…). On the
+    /// scenes the NF nets and ViTs start from the weights `vl-distill
+    /// pretrain` wrote to data/models/pretrained when they are there; from
+    /// scratch, at the default profile the NF nets get the 10 expert epochs
+    /// they need; efficientnet_lite0 reads data/models/efficientnet-lite0 when
     /// data-scripts/fetch_efficientnet_lite0.sh put it there, and sets
     /// data.norm to its input scaling.
     #[arg(long, value_name = "KIND")]
