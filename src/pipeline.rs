@@ -663,7 +663,7 @@ pub fn pretrain(
     let source = source_config(config)?;
     let file = match file {
         Some(f) => f.to_path_buf(),
-        None => crate::config::data_path(&output_file(config)?.to_string_lossy()),
+        None => crate::config::data_path(output_file(config)?),
     };
     let dataset = source_dataset(config)?;
     let p = &source.pretrain;

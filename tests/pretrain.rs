@@ -3,9 +3,10 @@
 //! where `--image-encoder` finds them and every expert starts from them
 //! (a LoRA ViT's base included), and bad requests are refused.
 
-use candle_core::DType;
+use candle_core::{DType, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use vl_distill::config::{pretrained_checkpoint, Config, ImageEncoderConfig, ROOT_VAR};
 use vl_distill::data::scenes::{generate, ScenesConfig};
 use vl_distill::data::Sample;
@@ -18,6 +19,34 @@ fn image_hashes(samples: &[Sample]) -> HashSet<[u8; 32]> {
         .iter()
         .map(|s| Sha256::digest(s.image.as_raw()).into())
         .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Pretrains `config`'s encoder into `root`, at the place under the
+/// checkout where `--image-encoder` looks; returns the file.
+fn pretrain_under(root: &Path, config: &Config) -> PathBuf {
+    let rel = pretrained_checkpoint(&config.model.image, config.data.image_size).unwrap();
+    let file = root.join(&rel);
+    let written = pipeline::pretrain(
+        config,
+        vl_distill::device::for_tests(),
+        &root.join("work"),
+        Some(&file),
+        false,
+    )
+    .unwrap();
+    assert_eq!(written, file);
+    file
 }
 
 #[test]
@@ -68,16 +97,7 @@ fn pretraining_lowers_the_loss_and_every_expert_starts_from_the_weights() {
     // where --image-encoder looks, under a checkout of its own
     let rel = pretrained_checkpoint(&config.model.image, config.data.image_size).unwrap();
     assert!(rel.starts_with("data/models/pretrained"), "{rel:?}");
-    let file = root.path().join(&rel);
-    let written = pipeline::pretrain(
-        &config,
-        vl_distill::device::for_tests(),
-        &root.path().join("work"),
-        Some(&file),
-        false,
-    )
-    .unwrap();
-    assert_eq!(written, file);
+    let file = pretrain_under(root.path(), &config);
 
     let record: PretrainRecord =
         serde_json::from_str(&std::fs::read_to_string(file.with_extension("json")).unwrap())
@@ -116,14 +136,7 @@ fn pretraining_lowers_the_loss_and_every_expert_starts_from_the_weights() {
             .unwrap();
         assert_eq!(p.image.len(), saved.len());
         for (name, t) in p.image.iter() {
-            let diff = (t - &saved[name])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_diff(t, &saved[name]);
             assert_eq!(
                 diff, 0.0,
                 "{name} of expert seed {seed} is not the pretrained one"
@@ -149,15 +162,8 @@ fn a_lora_vit_rides_on_its_pretrained_base() {
         Some(&rel),
         pretrained_checkpoint(&vit, config.data.image_size).as_ref()
     );
-    let file = root.path().join(&rel);
-    pipeline::pretrain(
-        &config,
-        vl_distill::device::for_tests(),
-        &root.path().join("work"),
-        Some(&file),
-        false,
-    )
-    .unwrap();
+    let file = pretrain_under(root.path(), &config);
+    assert!(file.ends_with(&rel));
     let mut lora = Config::smoke();
     lora.set_image_encoder("vit_lora").unwrap();
     lora.model.image.set_checkpoint(file.clone());
@@ -176,17 +182,10 @@ fn a_lora_vit_rides_on_its_pretrained_base() {
         "{:?}",
         p.image.names()
     );
-    let x = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 24, 24), &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 24, 24), &dev).unwrap();
     let a = with_base.encode_images(&p.image, &x).unwrap();
     let b = random_base.encode_images(&q.image, &x).unwrap();
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_diff(&a, &b);
     assert!(
         diff > 1e-3,
         "the pretrained base must change the features ({diff})"

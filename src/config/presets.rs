@@ -44,10 +44,10 @@ pub const ROOT_VAR: &str = "VL_DISTILL_ROOT";
 
 /// `rel` (a path under the checkout such as `data/emoji`) against
 /// [`ROOT_VAR`] when set, else as it is (relative to the working folder).
-pub fn data_path(rel: &str) -> PathBuf {
+pub fn data_path(rel: impl AsRef<Path>) -> PathBuf {
     match std::env::var_os(ROOT_VAR).filter(|r| !r.is_empty()) {
         Some(root) => PathBuf::from(root).join(rel),
-        None => PathBuf::from(rel),
+        None => rel.as_ref().to_path_buf(),
     }
 }
 
@@ -65,7 +65,7 @@ fn emoji_json_rel(profile: &str) -> PathBuf {
 /// The emoji set's split file at `profile` (the small set at `smoke`), as
 /// the preset names it ([`data_path`]).
 pub fn emoji_json(profile: &str) -> PathBuf {
-    data_path(emoji_json_rel(profile).to_str().expect("ASCII path"))
+    data_path(emoji_json_rel(profile))
 }
 
 /// The command that writes [`emoji_json`]`(profile)`.
@@ -133,7 +133,7 @@ impl Config {
             "emoji" => self.set_emoji()?,
             "flickr30k" | "coco" => {
                 self.data.source = DataSource::Karpathy {
-                    json: data_path(&format!("data/{name}/dataset_{name}.json")),
+                    json: data_path(format!("data/{name}/dataset_{name}.json")),
                     image_root: None,
                 };
             }
@@ -400,7 +400,7 @@ impl Config {
             // the weights `vl-distill pretrain` wrote for this encoder, size
             // and resolution, when they are there
             if let Some(rel) = pretrained_checkpoint(&self.model.image, self.data.image_size) {
-                let weights = data_path(&rel.to_string_lossy());
+                let weights = data_path(rel);
                 if weights.exists() {
                     self.model.image.set_checkpoint(weights);
                 }

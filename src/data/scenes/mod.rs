@@ -159,11 +159,12 @@ pub fn generate_pretraining_source(
         let indices: Vec<usize> = (0..n).collect();
         par_map(&indices, |&i| make_sample(cfg, Stream::Source(split), i).1)
     };
+    let held_out = part(Split::Val, val);
     let ds = Dataset {
         name: "scenes-pretraining".to_string(),
         train: part(Split::Train, train),
-        val: part(Split::Val, val),
-        test: part(Split::Val, val),
+        test: held_out.clone(),
+        val: held_out,
     };
     ds.validate("scenes-pretraining")?;
     Ok(ds)
