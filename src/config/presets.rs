@@ -351,6 +351,67 @@ impl ImageEncoderConfig {
     }
 }
 
+/// Stage-2 settings a pretrained encoder takes on the built-in scenes at
+/// the default profile, where the profile's (chosen for the ConvNet) do
+/// not suit it: [`Config::set_image_encoder`] applies them.
+///
+/// The matching gradient's scale depends on the image encoder. At the first
+/// outer iterations NFNet-L0's gradient with respect to the pixels is about
+/// 200 times NF-ResNet-50's and with respect to the text embeddings about 40
+/// times (docs/measurements.md, "pretraining"), so the profile's SGD rates
+/// (`lr_images` 3000, `lr_texts` 3) throw the set out of the range the
+/// student can learn from within three iterations, and both learned rates α
+/// fall to 0. These rates are the profile's divided by those ratios, with
+/// each log α step bounded, and were kept after a validation check against
+/// the profile's (docs/measurements.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EncoderStage2 {
+    /// `distill.lr_images`.
+    pub lr_images: f64,
+    /// `distill.lr_texts`.
+    pub lr_texts: f64,
+    /// `distill.max_lr_step`.
+    pub max_lr_step: Option<f64>,
+}
+
+impl EncoderStage2 {
+    /// The profile's own values of these settings.
+    fn of(d: &DistillConfig) -> EncoderStage2 {
+        EncoderStage2 {
+            lr_images: d.lr_images,
+            lr_texts: d.lr_texts,
+            max_lr_step: d.max_lr_step,
+        }
+    }
+
+    /// Writes these settings into `d`.
+    fn apply(&self, d: &mut DistillConfig) {
+        d.lr_images = self.lr_images;
+        d.lr_texts = self.lr_texts;
+        d.max_lr_step = self.max_lr_step;
+    }
+}
+
+impl ImageEncoderConfig {
+    /// This encoder's own stage-2 settings ([`EncoderStage2`]) on the
+    /// built-in scenes at the default profile when it starts from
+    /// pretrained weights; `None` where the profile's suit it (the
+    /// ConvNet, NF-ResNet-50, the LoRA ViT) or were not checked.
+    pub fn pretrained_stage2(&self) -> Option<EncoderStage2> {
+        match self {
+            ImageEncoderConfig::NfnetL0 {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+            } => Some(EncoderStage2 {
+                lr_images: 15.0,
+                lr_texts: 0.075,
+                max_lr_step: Some(0.1),
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl Config {
     /// Switches the image encoder to `kind` at the profile's size
     /// ([`ImageEncoderConfig::named`]) and, at the `default` profile, gives
@@ -369,7 +430,9 @@ impl Config {
     /// start from the weights `vl-distill pretrain` wrote for their
     /// architecture at `data.image_size` ([`pretrained_checkpoint`], under
     /// [`ROOT_VAR`] when set) when they are there, and then keep the
-    /// profile's epochs: they fine-tune. What
+    /// profile's epochs: they fine-tune; at the default profile an encoder
+    /// whose matching gradients the profile's stage-2 rates do not suit
+    /// takes its own ([`ImageEncoderConfig::pretrained_stage2`]). What
     /// `--image-encoder` does; set `experts.epochs` / `experts.lr_image`
     /// afterwards to override.
     ///
@@ -382,6 +445,7 @@ impl Config {
     /// ```
     pub fn set_image_encoder(&mut self, kind: &str) -> Result<()> {
         let was_pretrained = self.fine_tunes_efficientnet();
+        let previous_stage2 = self.model.image.pretrained_stage2();
         self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
         if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
             // the pretrained weights where the fetch script puts them, and
@@ -428,6 +492,21 @@ impl Config {
                 self.experts.epochs = e;
                 self.eval.full_epochs = e;
             }
+            self.switch_encoder_stage2(previous_stage2)?;
+        }
+        Ok(())
+    }
+
+    /// Gives the image encoder its own stage-2 rates
+    /// ([`ImageEncoderConfig::pretrained_stage2`]) in place of the
+    /// profile's, or restores the profile's when the encoder before the
+    /// switch had its own (`previous`) and this one has none.
+    fn switch_encoder_stage2(&mut self, previous: Option<EncoderStage2>) -> Result<()> {
+        if previous.is_some() {
+            EncoderStage2::of(&Config::profile(&self.profile)?.distill).apply(&mut self.distill);
+        }
+        if let Some(own) = self.model.image.pretrained_stage2() {
+            own.apply(&mut self.distill);
         }
         Ok(())
     }
@@ -500,6 +579,35 @@ mod tests {
         };
         assert_eq!(e.scratch_epochs(), None);
         assert!(c.set_image_encoder("resnet").is_err());
+    }
+
+    #[test]
+    fn pretrained_nfnet_takes_its_own_stage2_rates_and_a_switch_restores_the_profiles() {
+        let profile = Config::default_profile();
+        let mut c = Config::default_profile();
+        // from scratch NFNet-L0 keeps the profile's rates
+        c.set_image_encoder("nfnet_l0").unwrap();
+        assert_eq!(c.model.image.pretrained_stage2(), None);
+        assert_eq!(c.distill, profile.distill);
+        c.model
+            .image
+            .set_checkpoint("nfnet_l0-scaled-32px.safetensors".into());
+        c.switch_encoder_stage2(None).unwrap();
+        let own = c.model.image.pretrained_stage2().unwrap();
+        assert_eq!(
+            (
+                c.distill.lr_images,
+                c.distill.lr_texts,
+                c.distill.max_lr_step
+            ),
+            (own.lr_images, own.lr_texts, own.max_lr_step)
+        );
+        assert!(own.lr_images < profile.distill.lr_images);
+        // switching to the ConvNet brings the profile's back, and nothing else moved
+        let before = c.model.image.pretrained_stage2();
+        c.set_image_encoder("convnet").unwrap();
+        assert!(before.is_some());
+        assert_eq!(c.distill, profile.distill);
     }
 
     #[test]
