@@ -392,7 +392,30 @@ impl EncoderStage2 {
     }
 }
 
+/// The experts' image learning rate of the pretrained ViT, fully
+/// fine-tuned on the built-in scenes at the default profile: with the
+/// profile's SGD rate 0.1 its experts forget the pretrained weights and stay
+/// at chance; chosen by the experts' validation recall among 0.1, 0.01,
+/// 0.001, 0.0003 and 0.0001 (docs/measurements.md).
+pub const PRETRAINED_VIT_EXPERT_LR: f64 = 0.0003;
+
 impl ImageEncoderConfig {
+    /// The experts' image learning rate this encoder takes when it
+    /// fine-tunes pretrained weights on the built-in scenes at the default
+    /// profile, where the profile's (chosen for training from scratch) does
+    /// not suit it: [`PRETRAINED_VIT_EXPERT_LR`] for the fully fine-tuned
+    /// ViT; `None` for the others (the NF nets fine-tune at the profile's
+    /// rate, a LoRA ViT trains only its adapters).
+    pub fn pretrained_expert_lr_image(&self) -> Option<f64> {
+        match self {
+            ImageEncoderConfig::Vit {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+            } => Some(PRETRAINED_VIT_EXPERT_LR),
+            _ => None,
+        }
+    }
+
     /// This encoder's own stage-2 settings ([`EncoderStage2`]) on the
     /// built-in scenes at the default profile when it starts from
     /// pretrained weights; `None` where the profile's suit it (the
@@ -446,6 +469,7 @@ impl Config {
     pub fn set_image_encoder(&mut self, kind: &str) -> Result<()> {
         let was_pretrained = self.fine_tunes_efficientnet();
         let previous_stage2 = self.model.image.pretrained_stage2();
+        let had_own_expert_lr = self.own_expert_lr_image().is_some();
         self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
         if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
             // the pretrained weights where the fetch script puts them, and
@@ -481,7 +505,9 @@ impl Config {
             // the rate is the image head's, set by the dataset's preset
         } else if self.fine_tunes_efficientnet() {
             self.experts.lr_image = profile_lr / FINE_TUNE_LR_DIVISOR;
-        } else if was_pretrained {
+        } else if let Some(lr) = self.own_expert_lr_image() {
+            self.experts.lr_image = lr;
+        } else if was_pretrained || had_own_expert_lr {
             self.experts.lr_image = profile_lr;
         }
         // the scratch epochs were measured on the built-in scenes; another
@@ -509,6 +535,17 @@ impl Config {
             own.apply(&mut self.distill);
         }
         Ok(())
+    }
+
+    /// The experts' image learning rate of the image encoder when it
+    /// fine-tunes pretrained weights on the built-in scenes at the default
+    /// profile and the profile's rate does not suit it
+    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]).
+    fn own_expert_lr_image(&self) -> Option<f64> {
+        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
+        (self.profile == "default" && scenes)
+            .then(|| self.model.image.pretrained_expert_lr_image())
+            .flatten()
     }
 
     /// Whether the image encoder is EfficientNet-Lite0 with pretrained weights.
@@ -608,6 +645,36 @@ mod tests {
         c.set_image_encoder("convnet").unwrap();
         assert!(before.is_some());
         assert_eq!(c.distill, profile.distill);
+    }
+
+    #[test]
+    fn pretrained_vit_experts_take_their_own_rate_at_default_and_a_switch_restores_it() {
+        let profile = Config::default_profile();
+        let mut c = Config::default_profile();
+        c.set_image_encoder("vit").unwrap();
+        // from scratch the ViT keeps the profile's rate
+        assert_eq!(c.own_expert_lr_image(), None);
+        assert_eq!(c.experts, profile.experts);
+        let pretrained = ImageEncoderConfig::Vit {
+            size: EncoderSize::Scaled,
+            checkpoint: Some("vit-scaled-32px.safetensors".into()),
+        };
+        c.model.image = pretrained.clone();
+        assert_eq!(c.own_expert_lr_image(), Some(PRETRAINED_VIT_EXPERT_LR));
+        assert!(PRETRAINED_VIT_EXPERT_LR < profile.experts.lr_image);
+        c.experts.lr_image = PRETRAINED_VIT_EXPERT_LR;
+        c.set_image_encoder("convnet").unwrap();
+        assert_eq!(c.experts, profile.experts);
+        // only at the default profile, and not for the LoRA ViT
+        let mut s = Config::smoke();
+        s.model.image = pretrained;
+        assert_eq!(s.own_expert_lr_image(), None);
+        let lora = ImageEncoderConfig::VitLora {
+            size: EncoderSize::Scaled,
+            checkpoint: Some("vit-scaled-32px.safetensors".into()),
+            lora: Default::default(),
+        };
+        assert_eq!(lora.pretrained_expert_lr_image(), None);
     }
 
     #[test]

@@ -284,6 +284,21 @@ impl Common {
                     ),
                 }
             }
+            if c.profile == "default" {
+                if let Some(lr) = c.model.image.pretrained_expert_lr_image() {
+                    eprintln!(
+                        "image: pretrained {kind}'s experts fine-tune at experts.lr_image = {lr} (--set experts.lr_image=… to change)"
+                    );
+                }
+                if let Some(own) = c.model.image.pretrained_stage2() {
+                    eprintln!(
+                        "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, max_lr_step = {} (its matching gradients' scale; --set distill.…=… to change)",
+                        own.lr_images,
+                        own.lr_texts,
+                        own.max_lr_step.map_or("none".to_string(), |v| v.to_string())
+                    );
+                }
+            }
         }
         if let Some(kind) = &self.text_encoder {
             if let Some(minilm) = c.set_text_encoder(kind)? {
