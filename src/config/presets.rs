@@ -361,9 +361,9 @@ impl ImageEncoderConfig {
 /// times (docs/measurements.md, "pretraining"), so the profile's SGD rates
 /// (`lr_images` 3000, `lr_texts` 3) throw the set out of the range the
 /// student can learn from within three iterations, and both learned rates α
-/// fall to 0. These rates are the profile's divided by those ratios, with
-/// each log α step bounded, and were kept after a validation check against
-/// the profile's (docs/measurements.md).
+/// fall to 0: NFNet-L0 takes the profile's rates divided by those ratios.
+/// Each encoder's settings here were kept after a check of the validation
+/// recall along the distillation (docs/measurements.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EncoderStage2 {
     /// `distill.lr_images`.
@@ -418,8 +418,10 @@ impl ImageEncoderConfig {
 
     /// This encoder's own stage-2 settings ([`EncoderStage2`]) on the
     /// built-in scenes at the default profile when it starts from
-    /// pretrained weights; `None` where the profile's suit it (the
-    /// ConvNet, NF-ResNet-50, the LoRA ViT) or were not checked.
+    /// pretrained weights: NFNet-L0's rates scaled to its gradients, the
+    /// fully fine-tuned ViT's with bounded log-α steps; `None` where the
+    /// profile's suit it (the ConvNet, NF-ResNet-50, the LoRA ViT) or were
+    /// not found yet (NF-RegNet-B1).
     pub fn pretrained_stage2(&self) -> Option<EncoderStage2> {
         match self {
             ImageEncoderConfig::NfnetL0 {
@@ -428,6 +430,17 @@ impl ImageEncoderConfig {
             } => Some(EncoderStage2 {
                 lr_images: 15.0,
                 lr_texts: 0.075,
+                max_lr_step: Some(0.1),
+            }),
+            // the default profile's rates with each log-α step bounded,
+            // as checked on val (docs/measurements.md); the image α starts
+            // at the experts' rate, 300× below the text tower's
+            ImageEncoderConfig::Vit {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+            } => Some(EncoderStage2 {
+                lr_images: 3000.0,
+                lr_texts: 3.0,
                 max_lr_step: Some(0.1),
             }),
             _ => None,
@@ -661,6 +674,8 @@ mod tests {
         };
         c.model.image = pretrained.clone();
         assert_eq!(c.own_expert_lr_image(), Some(PRETRAINED_VIT_EXPERT_LR));
+        let stage2 = c.model.image.pretrained_stage2().unwrap();
+        assert_eq!(stage2.max_lr_step, Some(0.1));
         assert!(PRETRAINED_VIT_EXPERT_LR < profile.experts.lr_image);
         c.experts.lr_image = PRETRAINED_VIT_EXPERT_LR;
         c.set_image_encoder("convnet").unwrap();

@@ -292,7 +292,7 @@ impl Common {
                 }
                 if let Some(own) = c.model.image.pretrained_stage2() {
                     eprintln!(
-                        "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, max_lr_step = {} (its matching gradients' scale; --set distill.…=… to change)",
+                        "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, max_lr_step = {} (this encoder's own, chosen on val; --set distill.…=… to change)",
                         own.lr_images,
                         own.lr_texts,
                         own.max_lr_step.map_or("none".to_string(), |v| v.to_string())
