@@ -467,8 +467,10 @@ impl Config {
     /// architecture at `data.image_size` ([`pretrained_checkpoint`], under
     /// [`ROOT_VAR`] when set) when they are there, and then keep the
     /// profile's epochs: they fine-tune; at the default profile an encoder
-    /// whose matching gradients the profile's stage-2 rates do not suit
-    /// takes its own ([`ImageEncoderConfig::pretrained_stage2`]). What
+    /// the profile's rates do not suit takes its own stage-2 rates
+    /// ([`ImageEncoderConfig::pretrained_stage2`]) and expert rate
+    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]), and a switch
+    /// away from it restores the profile's. What
     /// `--image-encoder` does; set `experts.epochs` / `experts.lr_image`
     /// afterwards to override.
     ///
