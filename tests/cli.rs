@@ -480,3 +480,93 @@ fn pretrain_writes_where_image_encoder_finds_it_and_the_experts_start_there() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("from-scratch reference"));
 }
+
+#[test]
+fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vl-distill"))
+            .args(args)
+            .env("VL_DISTILL_ROOT", root.path())
+            .output()
+            .expect("binary runs")
+    };
+    let out = root.path().join("out");
+    let common = [
+        "--profile",
+        "default",
+        "--image-encoder",
+        "vit",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    // a short pretraining at the default resolution (32 px)
+    let o = run(&[
+        &["pretrain"][..],
+        &common,
+        &[
+            "--set",
+            "pretrain.images=128",
+            "--set",
+            "pretrain.val_images=32",
+            "--set",
+            "pretrain.epochs=1",
+        ],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // the experts then fine-tune at the ViT's own rate and the config
+    // carries its stage-2 settings
+    let experts = root.path().join("experts");
+    let o = run(&[
+        "experts",
+        "--profile",
+        "default",
+        "--image-encoder",
+        "vit",
+        "--out",
+        experts.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "experts.epochs=1",
+        "--set",
+        "experts.num_experts=1",
+        "--set",
+        "data.source.train=100",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("experts fine-tune at experts.lr_image = 0.0003")
+            && err.contains("distils at distill.lr_images = 3000, lr_texts = 3, max_lr_step = 0.1"),
+        "{err}"
+    );
+    let config = vl_distill::config::Config::from_toml_file(&experts.join("config.toml")).unwrap();
+    assert_eq!(config.experts.lr_image, 0.0003);
+    assert_eq!(config.distill.max_lr_step, Some(0.1));
+    assert!(config.model.image.checkpoint().is_some());
+    // --set still wins over the encoder's own rates
+    let experts2 = root.path().join("experts2");
+    let o = run(&[
+        "experts",
+        "--profile",
+        "default",
+        "--image-encoder",
+        "vit",
+        "--out",
+        experts2.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "experts.epochs=1",
+        "--set",
+        "experts.num_experts=1",
+        "--set",
+        "data.source.train=100",
+        "--set",
+        "experts.lr_image=0.001",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config = vl_distill::config::Config::from_toml_file(&experts2.join("config.toml")).unwrap();
+    assert_eq!(config.experts.lr_image, 0.001);
+}
