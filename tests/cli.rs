@@ -4,11 +4,22 @@
 //! (`export` again); `baselines` leaves a row per method and size; bad input
 //! fails clearly; `pretrain` writes weights where `--image-encoder` finds them.
 
+use std::path::Path;
 use std::process::Command;
 
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vl-distill"))
         .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// [`cli`] with `root` as the checkout (`VL_DISTILL_ROOT`), where
+/// `pretrain` writes and `--image-encoder` looks.
+fn cli_in(root: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vl-distill"))
+        .args(args)
+        .env("VL_DISTILL_ROOT", root)
         .output()
         .expect("binary runs")
 }
@@ -412,13 +423,7 @@ fn tune_scores_candidates_on_val_and_writes_a_config_that_loads() {
 #[test]
 fn pretrain_writes_where_image_encoder_finds_it_and_the_experts_start_there() {
     let root = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vl-distill"))
-            .args(args)
-            .env("VL_DISTILL_ROOT", root.path())
-            .output()
-            .expect("binary runs")
-    };
+    let run = |args: &[&str]| cli_in(root.path(), args);
     let out = root.path().join("out");
     let out = out.to_str().unwrap();
     let common = [
@@ -484,13 +489,7 @@ fn pretrain_writes_where_image_encoder_finds_it_and_the_experts_start_there() {
 #[test]
 fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so() {
     let root = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vl-distill"))
-            .args(args)
-            .env("VL_DISTILL_ROOT", root.path())
-            .output()
-            .expect("binary runs")
-    };
+    let run = |args: &[&str]| cli_in(root.path(), args);
     let out = root.path().join("out");
     let common = [
         "--profile",
@@ -518,23 +517,28 @@ fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so()
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // the experts then fine-tune at the ViT's own rate and the config
     // carries its stage-2 settings
+    // one short expert of the pretrained ViT into `dir`, with `extra` settings
+    let experts_into = |dir: &Path, extra: &[&str]| {
+        let args = [
+            "experts",
+            "--profile",
+            "default",
+            "--image-encoder",
+            "vit",
+            "--out",
+            dir.to_str().unwrap(),
+            "--quiet",
+            "--set",
+            "experts.epochs=1",
+            "--set",
+            "experts.num_experts=1",
+            "--set",
+            "data.source.train=100",
+        ];
+        run(&[&args[..], extra].concat())
+    };
     let experts = root.path().join("experts");
-    let o = run(&[
-        "experts",
-        "--profile",
-        "default",
-        "--image-encoder",
-        "vit",
-        "--out",
-        experts.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "experts.epochs=1",
-        "--set",
-        "experts.num_experts=1",
-        "--set",
-        "data.source.train=100",
-    ]);
+    let o = experts_into(&experts, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -548,24 +552,7 @@ fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so()
     assert!(config.model.image.checkpoint().is_some());
     // --set still wins over the encoder's own rates
     let experts2 = root.path().join("experts2");
-    let o = run(&[
-        "experts",
-        "--profile",
-        "default",
-        "--image-encoder",
-        "vit",
-        "--out",
-        experts2.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "experts.epochs=1",
-        "--set",
-        "experts.num_experts=1",
-        "--set",
-        "data.source.train=100",
-        "--set",
-        "experts.lr_image=0.001",
-    ]);
+    let o = experts_into(&experts2, &["--set", "experts.lr_image=0.001"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config = vl_distill::config::Config::from_toml_file(&experts2.join("config.toml")).unwrap();
     assert_eq!(config.experts.lr_image, 0.001);

@@ -2,18 +2,10 @@
 //! distillations found again by their setup whatever name they were given,
 //! and a changed setting never reusing an earlier result.
 
-use vl_distill::notebook::Workspace;
+mod common;
 
-fn max_diff(a: &vl_distill::candle_core::Tensor, b: &vl_distill::candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use common::max_abs_diff;
+use vl_distill::notebook::Workspace;
 
 #[test]
 fn experts_and_distillations_are_cached_by_setup() {
@@ -35,7 +27,7 @@ fn experts_and_distillations_are_cached_by_setup() {
     for (a, b) in experts.iter().zip(&again) {
         let (x, y) = (a.epochs.last().unwrap(), b.epochs.last().unwrap());
         for (p, q) in x.image.tensors().iter().zip(y.image.tensors()) {
-            assert_eq!(max_diff(p, q), 0.0);
+            assert_eq!(max_abs_diff(p, q), 0.0);
         }
     }
     // other expert settings: another folder
@@ -49,8 +41,8 @@ fn experts_and_distillations_are_cached_by_setup() {
     assert_eq!(first.history.len(), 3);
     let loaded = ws.distill(&exp, &experts, "second name").unwrap();
     assert_eq!(loaded.history.len(), 3);
-    assert_eq!(max_diff(&loaded.set.images, &first.set.images), 0.0);
-    assert_eq!(max_diff(&loaded.set.texts, &first.set.texts), 0.0);
+    assert_eq!(max_abs_diff(&loaded.set.images, &first.set.images), 0.0);
+    assert_eq!(max_abs_diff(&loaded.set.texts, &first.set.texts), 0.0);
     let ckpts = std::fs::read_dir(ws.dir.join("distill")).unwrap().count();
     assert_eq!(ckpts, 1);
 
@@ -79,7 +71,7 @@ fn experts_and_distillations_are_cached_by_setup() {
     let mut e = exp.clone();
     e.config.distill.lr_images *= 10.0;
     let changed = ws.distill(&e, &experts, "faster").unwrap();
-    assert!(max_diff(&changed.set.images, &first.set.images) > 0.0);
+    assert!(max_abs_diff(&changed.set.images, &first.set.images) > 0.0);
     let ckpts = std::fs::read_dir(ws.dir.join("distill")).unwrap().count();
     assert_eq!(ckpts, 2);
 

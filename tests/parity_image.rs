@@ -4,7 +4,10 @@
 //! registered configurations, parameter names and shapes against what timm
 //! records (`full_size.json`).
 
-use candle_core::{DType, Device, Tensor};
+mod common;
+
+use candle_core::{DType, Device};
+use common::max_abs_diff;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -47,17 +50,6 @@ fn tower(cfg: &Value) -> (Box<dyn ImageEncoder>, &'static str) {
         let v = cfg.get("vit_resolved").unwrap_or(&cfg["vit"]);
         (Box::new(Vit::new("fixture", vit_cfg(v)).unwrap()), "head")
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 fn check_fixture(name: &str, weights_of: &str) {

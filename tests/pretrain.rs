@@ -3,7 +3,10 @@
 //! where `--image-encoder` finds them and every expert starts from them
 //! (a LoRA ViT's base included), and bad requests are refused.
 
+mod common;
+
 use candle_core::{DType, Tensor};
+use common::max_abs_diff;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,17 +22,6 @@ fn image_hashes(samples: &[Sample]) -> HashSet<[u8; 32]> {
         .iter()
         .map(|s| Sha256::digest(s.image.as_raw()).into())
         .collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Pretrains `config`'s encoder into `root`, at the place under the
@@ -136,7 +128,7 @@ fn pretraining_lowers_the_loss_and_every_expert_starts_from_the_weights() {
             .unwrap();
         assert_eq!(p.image.len(), saved.len());
         for (name, t) in p.image.iter() {
-            let diff = max_diff(t, &saved[name]);
+            let diff = max_abs_diff(t, &saved[name]);
             assert_eq!(
                 diff, 0.0,
                 "{name} of expert seed {seed} is not the pretrained one"
@@ -185,7 +177,7 @@ fn a_lora_vit_rides_on_its_pretrained_base() {
     let x = Tensor::randn(0f32, 1.0, (2, 3, 24, 24), &dev).unwrap();
     let a = with_base.encode_images(&p.image, &x).unwrap();
     let b = random_base.encode_images(&q.image, &x).unwrap();
-    let diff = max_diff(&a, &b);
+    let diff = max_abs_diff(&a, &b);
     assert!(
         diff > 1e-3,
         "the pretrained base must change the features ({diff})"

@@ -5,7 +5,10 @@
 //! `transformers` computed for `expected.json`'s sentences), plus padding
 //! invariance and the errors for missing or mismatched files.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::max_abs_diff;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vl_distill::config::Config;
@@ -62,30 +65,6 @@ fn refs(s: &[String]) -> Vec<&str> {
 
 fn opts() -> EncoderOptions {
     EncoderOptions::default()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let a = a
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
-    let b = b
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
