@@ -220,9 +220,10 @@ pub struct Common {
     /// nf_regnet_b1, nfnet_l0, vit, vit_lora or efficientnet_lite0 (refine
     /// it with --set model.image.size=… / model.image.checkpoint=…). On the
     /// scenes the NF nets and ViTs start from the weights `vl-distill
-    /// pretrain` wrote to data/models/pretrained when they are there; from
-    /// scratch, at the default profile the NF nets get the 10 expert epochs
-    /// they need; efficientnet_lite0 reads data/models/efficientnet-lite0 when
+    /// pretrain` wrote to data/models/pretrained when they are there (at the
+    /// default profile pretrained nfnet_l0 and vit then take rates of their
+    /// own, which the command prints); from scratch, at the default profile
+    /// the NF nets get the 10 expert epochs they need; efficientnet_lite0 reads data/models/efficientnet-lite0 when
     /// data-scripts/fetch_efficientnet_lite0.sh put it there, and sets
     /// data.norm to its input scaling.
     #[arg(long, value_name = "KIND")]
@@ -242,7 +243,50 @@ impl Common {
         };
         self.apply_presets(&mut c)?;
         c.apply_overrides(&self.overrides)?;
+        self.report_encoder_settings(&c);
         Ok(c)
+    }
+
+    /// With --image-encoder on the scenes at the default profile, the
+    /// settings a pretrained encoder takes of its own
+    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`],
+    /// [`ImageEncoderConfig::pretrained_stage2`]) with the values in effect
+    /// after --set.
+    fn report_encoder_settings(&self, c: &Config) {
+        let (Some(kind), DataSource::Scenes { .. }) = (&self.image_encoder, &c.data.source) else {
+            return;
+        };
+        if c.profile != "default" {
+            return;
+        }
+        let whose = |own: bool| {
+            if own {
+                "this encoder's own, chosen on val; --set to change"
+            } else {
+                "from --set"
+            }
+        };
+        if let Some(lr) = c.model.image.pretrained_expert_lr_image() {
+            eprintln!(
+                "image: pretrained {kind}'s experts fine-tune at experts.lr_image = {} ({})",
+                c.experts.lr_image,
+                whose(c.experts.lr_image == lr)
+            );
+        }
+        if let Some(own) = c.model.image.pretrained_stage2() {
+            let d = &c.distill;
+            let bound = |b: Option<f64>| b.map_or("none".to_string(), |v| v.to_string());
+            eprintln!(
+                "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, max_lr_step = {} ({})",
+                d.lr_images,
+                d.lr_texts,
+                bound(d.max_lr_step),
+                whose(
+                    (d.lr_images, d.lr_texts, d.max_lr_step)
+                        == (own.lr_images, own.lr_texts, own.max_lr_step)
+                )
+            );
+        }
     }
 
     /// --dataset, then --image-encoder and --text-encoder (all applied
@@ -284,21 +328,6 @@ impl Common {
                     ),
                 }
             }
-            if c.profile == "default" {
-                if let Some(lr) = c.model.image.pretrained_expert_lr_image() {
-                    eprintln!(
-                        "image: pretrained {kind}'s experts fine-tune at experts.lr_image = {lr} (--set experts.lr_image=… to change)"
-                    );
-                }
-                if let Some(own) = c.model.image.pretrained_stage2() {
-                    eprintln!(
-                        "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, max_lr_step = {} (this encoder's own, chosen on val; --set distill.…=… to change)",
-                        own.lr_images,
-                        own.lr_texts,
-                        own.max_lr_step.map_or("none".to_string(), |v| v.to_string())
-                    );
-                }
-            }
         }
         if let Some(kind) = &self.text_encoder {
             if let Some(minilm) = c.set_text_encoder(kind)? {
@@ -326,6 +355,7 @@ impl Common {
                 let mut c = Config::from_toml_file(&file)?;
                 self.apply_presets(&mut c)?;
                 c.apply_overrides(&self.overrides)?;
+                self.report_encoder_settings(&c);
                 Ok(c)
             }
             None => self.config(),
