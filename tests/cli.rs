@@ -557,3 +557,82 @@ fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so()
     let config = vl_distill::config::Config::from_toml_file(&experts2.join("config.toml")).unwrap();
     assert_eq!(config.experts.lr_image, 0.001);
 }
+
+#[test]
+fn frozen_backbone_needs_pretrained_weights_then_trains_and_matches_only_the_heads() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| cli_in(root.path(), args);
+    let out = root.path().join("out");
+    let common = [
+        "--profile",
+        "smoke",
+        "--image-encoder",
+        "vit",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    // no weights yet: refused, saying how to make them
+    let o = run(&[&["run", "--frozen-backbone"][..], &common].concat());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("needs pretrained weights")
+            && err.contains("vl-distill pretrain --image-encoder vit --profile smoke"),
+        "{err}"
+    );
+    // a LoRA ViT's adapters live inside the backbone: refused too
+    let o = run(&[
+        "run",
+        "--frozen-backbone",
+        "--profile",
+        "smoke",
+        "--image-encoder",
+        "vit_lora",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("vit_lora"));
+
+    let o = run(&[
+        &["pretrain"][..],
+        &common,
+        &["--set", "pretrain.images=128", "--set", "pretrain.epochs=1"],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[&["run", "--frozen-backbone"][..], &common].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("backbone: vit frozen"), "{err}");
+
+    let config = vl_distill::config::Config::from_toml_file(&out.join("config.toml")).unwrap();
+    assert_eq!(config.model.backbone, vl_distill::config::Backbone::Frozen);
+    assert_eq!(config.model.image_proj, Some(256));
+    // the experts' trajectories hold the heads only: no backbone tensor
+    let expert = candle_core::safetensors::load(
+        out.join("expert_000.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(!expert.is_empty());
+    assert!(
+        expert
+            .keys()
+            .all(|k| k.contains("/image/proj.") || k.contains("/text/")),
+        "{:?}",
+        expert.keys().collect::<Vec<_>>()
+    );
+    // both distilled kinds are evaluated beside the coresets and full data
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let text = results.to_string();
+    for method in [
+        "\"distilled\"",
+        "\"distilled_features\"",
+        "\"herding\"",
+        "\"full\"",
+    ] {
+        assert!(text.contains(method), "{method} missing: {text}");
+    }
+}

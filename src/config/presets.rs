@@ -165,73 +165,15 @@ impl Config {
             self.text.path = Some(data_path(super::MINILM_DIR));
         }
         self.set_image_encoder("efficientnet_lite0")?;
-        let m = &mut self.model;
-        m.backbone = Backbone::Frozen;
-        m.image_proj = Some(256);
-        m.text_tower = TextTowerConfig::Linear;
-        m.temperature = 0.07;
-        m.learn_temperature = false;
-        // heads on standardised features: one rate for both, plain SGD
-        let e = &mut self.experts;
-        e.num_experts = 5;
-        e.epochs = 12;
-        e.lr_image = 0.1;
-        e.lr_text = 0.1;
-        e.momentum = 0.0;
-        e.batch_size = 128;
-        // an epoch sees each image once, with one of its captions: 26 steps,
-        // a displacement 20 synthetic steps can follow (over every caption,
-        // 128 steps, the 100 initial pairs barely move the student towards it)
-        e.captions_per_image = Some(1);
-        self.eval.full_epochs = 12;
-        self.eval.batch_size = 128;
-        // every method's students chosen on val from the same grid (cheap
-        // on cached features): rate ×{0.3, 1, 3, 10} of the method's own,
-        // momentum {0, 0.9}, {25, 50, 100} epochs
-        self.eval.student_grid = Some(StudentGrid {
-            lr_scales: vec![0.3, 1.0, 3.0, 10.0],
-            momenta: vec![0.0, 0.9],
-            epochs: vec![25, 50, 100],
-        });
-        // stage 2 over the heads, chosen on val (docs/measurements.md): the
-        // feature-space settings by `vl-distill tune`, then the pixels'
-        // optimiser, rate and both sets' iterations by val recall along the
-        // distillation; 40 student steps match the experts' first 2 epochs
-        // from their initialisation (start epoch 0 only)
-        let d = &mut self.distill;
-        d.syn_steps = 40;
-        d.expert_epochs = 2;
-        d.max_start_epoch = 1;
-        d.momentum = 0.5;
-        d.pixel_optimizer = PixelOptimizer::Adam;
-        d.lr_images = 0.01;
-        d.lr_features = 3000.0;
-        d.lr_texts = 3000.0;
-        d.lr_lr = 0.01;
-        d.clamp_pixels = true;
+        // the head-only regime's settings, chosen on this data's val split
+        // (docs/measurements.md): the feature-space ones by `vl-distill
+        // tune`, then the pixels' optimiser, rate and both sets' iterations
+        // by val recall along the distillation
+        self.apply_head_only_regime();
+        self.distill.feature_iterations = (self.profile != "smoke").then_some(200);
         // at 224 px the graph of 100 images through the backbone held
         // 19.4 GB; 10 at a time, 3.0 GB (docs/measurements.md)
-        d.backbone_chunk = (self.profile == "paper").then_some(10);
-        d.iterations = 150;
-        d.feature_iterations = Some(200);
-        d.log_every = 25;
-        d.checkpoint_every = 25;
-        if self.profile == "smoke" {
-            self.experts.num_experts = 2;
-            self.experts.epochs = 8;
-            self.eval.full_epochs = 8;
-            self.eval.student_grid = Some(StudentGrid {
-                lr_scales: vec![1.0, 3.0],
-                momenta: vec![0.0],
-                epochs: vec![self.eval.small_set_epochs],
-            });
-            let d = &mut self.distill;
-            d.iterations = 10;
-            d.feature_iterations = None;
-            d.syn_steps = 5;
-            d.log_every = 5;
-            d.checkpoint_every = 5;
-        }
+        self.distill.backbone_chunk = (self.profile == "paper").then_some(10);
         Ok(())
     }
 }
@@ -533,7 +475,11 @@ impl Config {
                 self.experts.epochs = e;
                 self.eval.full_epochs = e;
             }
-            self.switch_encoder_stage2(previous_stage2)?;
+            if !frozen {
+                // the head-only regime ([`Config::freeze_backbone`]) has
+                // stage-2 settings of its own
+                self.switch_encoder_stage2(previous_stage2)?;
+            }
         }
         Ok(())
     }

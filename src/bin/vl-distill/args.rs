@@ -233,6 +233,15 @@ pub struct Common {
     /// data/models/all-MiniLM-L6-v2 when data-scripts/fetch_minilm.sh put it there).
     #[arg(long, value_name = "KIND")]
     pub text_encoder: Option<String>,
+    /// Freeze the pretrained image encoder and train and match only the
+    /// heads (a linear image head and text tower into a 256-d space, on
+    /// cached, standardised backbone features), with the head-only regime's
+    /// experts, students and stage-2 settings (what the emoji preset uses);
+    /// stage 2 then also distils a feature-space set. Needs pretrained
+    /// weights (`vl-distill pretrain` on the scenes); not for vit_lora.
+    /// Applied after the encoders, before --set.
+    #[arg(long)]
+    pub frozen_backbone: bool,
 }
 
 impl Common {
@@ -247,8 +256,8 @@ impl Common {
         Ok(c)
     }
 
-    /// With --image-encoder on the scenes at the default profile, the
-    /// settings a pretrained encoder takes of its own
+    /// With --image-encoder on the scenes at the default profile and a
+    /// backbone that trains, the settings a pretrained encoder takes of its own
     /// ([`ImageEncoderConfig::pretrained_expert_lr_image`],
     /// [`ImageEncoderConfig::pretrained_stage2`]) with the values in effect
     /// after --set.
@@ -256,7 +265,7 @@ impl Common {
         let (Some(kind), DataSource::Scenes { .. }) = (&self.image_encoder, &c.data.source) else {
             return;
         };
-        if c.profile != "default" {
+        if c.profile != "default" || !c.model.backbone.is_trained() {
             return;
         }
         let whose = |own: bool| {
@@ -336,6 +345,14 @@ impl Common {
                     minilm.display()
                 );
             }
+        }
+        if self.frozen_backbone {
+            c.freeze_backbone()?;
+            eprintln!(
+                "backbone: {} frozen; only the heads train and stage 2 matches them \
+                 (the head-only regime's settings; --set to change)",
+                c.model.image.kind()
+            );
         }
         Ok(())
     }
