@@ -411,8 +411,9 @@ impl Config {
     /// profile's epochs: they fine-tune; at the default profile an encoder
     /// the profile's rates do not suit takes its own stage-2 rates
     /// ([`ImageEncoderConfig::pretrained_stage2`]) and expert rate
-    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]), and a switch
-    /// away from it restores the profile's. What
+    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]) (at `smoke`,
+    /// only the stage-2 bound on each log-α step), and a switch away from it
+    /// restores the profile's. What
     /// `--image-encoder` does; set `experts.epochs` / `experts.lr_image`
     /// afterwards to override.
     ///
@@ -425,7 +426,7 @@ impl Config {
     /// ```
     pub fn set_image_encoder(&mut self, kind: &str) -> Result<()> {
         let was_pretrained = self.fine_tunes_efficientnet();
-        let previous_stage2 = self.model.image.pretrained_stage2();
+        let previous_stage2 = self.own_stage2()?;
         let had_own_expert_lr = self.own_expert_lr_image().is_some();
         self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
         if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
@@ -475,24 +476,46 @@ impl Config {
                 self.experts.epochs = e;
                 self.eval.full_epochs = e;
             }
-            if !frozen {
-                // the head-only regime ([`Config::freeze_backbone`]) has
-                // stage-2 settings of its own
-                self.switch_encoder_stage2(previous_stage2)?;
-            }
+        }
+        if scenes && !frozen {
+            // the head-only regime ([`Config::freeze_backbone`]) has
+            // stage-2 settings of its own
+            self.switch_encoder_stage2(previous_stage2)?;
         }
         Ok(())
     }
 
-    /// Gives the image encoder its own stage-2 rates
-    /// ([`ImageEncoderConfig::pretrained_stage2`]) in place of the
-    /// profile's, or restores the profile's when the encoder before the
-    /// switch had its own (`previous`) and this one has none.
+    /// The image encoder's own stage-2 settings on the built-in scenes at
+    /// this profile: at `default`, [`ImageEncoderConfig::pretrained_stage2`];
+    /// at `smoke`, only its bound on each log-α step, with the profile's
+    /// rates (smoke checks the machinery, but without the bound a
+    /// pretrained ViT's first matching gradients threw its image α from
+    /// 0.08 to 8·10⁹ within 3 iterations at 40 pairs); none at `paper`,
+    /// whose encoders are the full-size ones.
+    fn own_stage2(&self) -> Result<Option<EncoderStage2>> {
+        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
+        let Some(own) = self.model.image.pretrained_stage2().filter(|_| scenes) else {
+            return Ok(None);
+        };
+        Ok(match self.profile.as_str() {
+            "default" => Some(own),
+            "smoke" => Some(EncoderStage2 {
+                max_lr_step: own.max_lr_step,
+                ..EncoderStage2::of(&Config::profile("smoke")?.distill)
+            }),
+            _ => None,
+        })
+    }
+
+    /// Gives the image encoder its own stage-2 settings
+    /// ([`Config::own_stage2`]) in place of the profile's, or restores the
+    /// profile's when the encoder before the switch had its own
+    /// (`previous`) and this one has none.
     fn switch_encoder_stage2(&mut self, previous: Option<EncoderStage2>) -> Result<()> {
         if previous.is_some() {
             EncoderStage2::of(&Config::profile(&self.profile)?.distill).apply(&mut self.distill);
         }
-        if let Some(own) = self.model.image.pretrained_stage2() {
+        if let Some(own) = self.own_stage2()? {
             own.apply(&mut self.distill);
         }
         Ok(())
@@ -628,10 +651,24 @@ mod tests {
         c.experts.lr_image = PRETRAINED_VIT_EXPERT_LR;
         c.set_image_encoder("convnet").unwrap();
         assert_eq!(c.experts, profile.experts);
-        // only at the default profile, and not for the LoRA ViT
+        // only at the default profile, and not for the LoRA ViT; at smoke
+        // stage 2 takes only the bound on the log-α step
         let mut s = Config::smoke();
         s.model.image = pretrained;
         assert_eq!(s.own_expert_lr_image(), None);
+        let smoke_own = s.own_stage2().unwrap().unwrap();
+        assert_eq!(smoke_own.max_lr_step, Some(0.1));
+        assert_eq!(
+            (smoke_own.lr_images, smoke_own.lr_texts),
+            (
+                Config::smoke().distill.lr_images,
+                Config::smoke().distill.lr_texts
+            )
+        );
+        s.switch_encoder_stage2(None).unwrap();
+        assert_eq!(s.distill.max_lr_step, Some(0.1));
+        s.set_image_encoder("convnet").unwrap();
+        assert_eq!(s.distill, Config::smoke().distill);
         let lora = ImageEncoderConfig::VitLora {
             size: EncoderSize::Scaled,
             checkpoint: Some("vit-scaled-32px.safetensors".into()),
