@@ -110,6 +110,41 @@ impl Workspace {
         Config::profile(&self.profile)
     }
 
+    /// The profile's configuration with image encoder `kind`
+    /// ([`Config::set_image_encoder`]) starting from the weights `vl-distill
+    /// pretrain` writes for it on the scenes: pretrained first, once, when
+    /// they are missing, with a line per epoch (into
+    /// `data/models/pretrained` under [`ROOT_VAR`](crate::config::ROOT_VAR)
+    /// or the working folder, where the command line finds them too; the
+    /// source's caption embeddings are cached in the work folder). The
+    /// encoders that are not pretrained here (the ConvNet,
+    /// EfficientNet-Lite0) come back as `set_image_encoder` leaves them.
+    pub fn pretrained_config(&self, kind: &str) -> Result<Config> {
+        let mut c = self.config()?;
+        c.set_image_encoder(kind)?;
+        let pretrainable =
+            crate::config::pretrained_checkpoint(&c.model.image, c.data.image_size).is_some();
+        if !pretrainable || c.model.image.checkpoint().is_some() {
+            return Ok(c);
+        }
+        let file = pipeline::pretrain(
+            &c,
+            crate::device::best(),
+            &self.dir.join("pretrain"),
+            None,
+            false,
+        )?;
+        let mut c = self.config()?;
+        c.set_image_encoder(kind)?;
+        if c.model.image.checkpoint().is_none() {
+            return Err(Error::Config(format!(
+                "pretrained {kind} written to {} but not found there by set_image_encoder",
+                file.display()
+            )));
+        }
+        Ok(c)
+    }
+
     /// The experiment of `config` on the best device, with the caption
     /// embeddings cached in the work folder.
     pub fn experiment(&self, config: Config) -> Result<Experiment> {

@@ -14,8 +14,13 @@ use vl_distill::config::{pretrained_checkpoint, Config, ImageEncoderConfig, ROOT
 use vl_distill::data::scenes::{generate, ScenesConfig};
 use vl_distill::data::Sample;
 use vl_distill::model::TwoTower;
+use vl_distill::notebook::Workspace;
 use vl_distill::pipeline;
 use vl_distill::stage1::pretrain::{source_config, source_dataset, PretrainRecord};
+
+/// Held while a test points [`ROOT_VAR`] at its own checkout (the tests of
+/// this file run in parallel threads of one process).
+static ROOT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn image_hashes(samples: &[Sample]) -> HashSet<[u8; 32]> {
     samples
@@ -104,6 +109,7 @@ fn pretraining_lowers_the_loss_and_every_expert_starts_from_the_weights() {
 
     // --image-encoder now finds the weights (and the experts keep the
     // profile's epochs: they fine-tune)
+    let guard = ROOT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     std::env::set_var(ROOT_VAR, root.path());
     let mut c = Config::smoke();
     c.set_image_encoder("nf_resnet50").unwrap();
@@ -113,6 +119,7 @@ fn pretraining_lowers_the_loss_and_every_expert_starts_from_the_weights() {
     elsewhere.apply_overrides(&["data.image_size=32"]).unwrap();
     elsewhere.set_image_encoder("nf_resnet50").unwrap();
     std::env::remove_var(ROOT_VAR);
+    drop(guard);
     assert_eq!(c.model.image.checkpoint(), Some(file.as_path()));
     assert_eq!(c.model.image.scratch_epochs(), None);
     // weights of another resolution are not taken
@@ -214,4 +221,39 @@ fn pretraining_refuses_what_it_cannot_pretrain() {
         let e = c.apply_overrides(&[bad]).unwrap_err().to_string();
         assert!(e.contains("pretrain"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn a_notebook_workspace_pretrains_an_encoder_once_then_starts_from_its_weights() {
+    let root = tempfile::tempdir().unwrap();
+    let ws = Workspace::new("smoke", &root.path().join("notebooks")).unwrap();
+    let _guard = ROOT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var(ROOT_VAR, root.path());
+    let first = ws.pretrained_config("vit");
+    let written = root
+        .path()
+        .join("data/models/pretrained/vit-scaled-24px.safetensors");
+    let stamp = std::fs::metadata(&written).and_then(|m| m.modified());
+    // the second call loads what the first wrote; the LoRA ViT takes it as
+    // its base; the ConvNet is not pretrained here
+    let second = ws.pretrained_config("vit");
+    let lora = ws.pretrained_config("vit_lora");
+    let convnet = ws.pretrained_config("convnet");
+    std::env::remove_var(ROOT_VAR);
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.model.image.checkpoint(), Some(written.as_path()));
+    assert_eq!(second.model.image, first.model.image);
+    assert_eq!(
+        std::fs::metadata(&written)
+            .and_then(|m| m.modified())
+            .unwrap(),
+        stamp.unwrap(),
+        "the weights must not be trained again"
+    );
+    assert_eq!(
+        lora.unwrap().model.image.checkpoint(),
+        Some(written.as_path())
+    );
+    assert_eq!(convnet.unwrap().model.image.checkpoint(), None);
+    assert!(written.with_extension("json").exists());
 }
