@@ -26,8 +26,9 @@ impl Config {
     /// the machinery.
     ///
     /// Call it after the image encoder is chosen
-    /// ([`Config::set_image_encoder`]); later switches of the encoder keep
-    /// the regime. Refuses an encoder without pretrained weights (a frozen
+    /// ([`Config::set_image_encoder`]); a later switch to another encoder
+    /// with pretrained weights keeps the regime (one without falls back to
+    /// a backbone that trains). Refuses an encoder without pretrained weights (a frozen
     /// random network teaches nothing) and `vit_lora` (its adapters train
     /// inside the backbone; freeze `vit` instead).
     ///
