@@ -543,12 +543,19 @@ fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so()
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("experts fine-tune at experts.lr_image = 0.0003")
-            && err.contains("distils at distill.lr_images = 3000, lr_texts = 3, max_lr_step = 0.1"),
+            && err.contains(
+                "distils at distill.lr_images = 3000, lr_texts = 3, lr_lr = 0.1, \
+                 max_start_epoch = 2, max_lr_step = 0.1, iterations = 100"
+            ),
         "{err}"
     );
     let config = vl_distill::config::Config::from_toml_file(&experts.join("config.toml")).unwrap();
     assert_eq!(config.experts.lr_image, 0.0003);
     assert_eq!(config.distill.max_lr_step, Some(0.1));
+    assert_eq!(
+        (config.distill.lr_lr, config.distill.max_start_epoch),
+        (0.1, 2)
+    );
     assert!(config.model.image.checkpoint().is_some());
     // --set still wins over the encoder's own rates
     let experts2 = root.path().join("experts2");

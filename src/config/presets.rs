@@ -294,35 +294,46 @@ impl ImageEncoderConfig {
 }
 
 /// Stage-2 settings a pretrained encoder takes on the built-in scenes at
-/// the default profile, where the profile's (chosen for the ConvNet) do
-/// not suit it: [`Config::set_image_encoder`] applies them.
+/// the default profile, where the profile's (chosen by `vl-distill tune`
+/// for the ConvNet trained from scratch) do not suit it:
+/// [`Config::set_image_encoder`] applies them.
 ///
 /// The matching gradient's scale depends on the image encoder. At the first
 /// outer iterations NFNet-L0's gradient with respect to the pixels is about
 /// 200 times NF-ResNet-50's and with respect to the text embeddings about 40
-/// times (docs/measurements.md, "pretraining"), so the profile's SGD rates
-/// (`lr_images` 3000, `lr_texts` 3) throw the set out of the range the
-/// student can learn from within three iterations, and both learned rates α
-/// fall to 0: NFNet-L0 takes the profile's rates divided by those ratios.
-/// Each encoder's settings here were kept after a check of the validation
-/// recall along the distillation (docs/measurements.md).
+/// times (docs/measurements.md, "pretraining"), so the ConvNet's SGD rates
+/// throw the set out of the range the student can learn from within three
+/// iterations, and both learned rates α fall to 0: NFNet-L0 takes rates
+/// divided by those ratios. Each encoder's settings here were kept after a
+/// check of the validation recall along the distillation
+/// (docs/measurements.md), made with the learned-rate step (`lr_lr` 0.1) and
+/// start epochs (`max_start_epoch` 2) the profile had then, which they keep.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EncoderStage2 {
     /// `distill.lr_images`.
     pub lr_images: f64,
     /// `distill.lr_texts`.
     pub lr_texts: f64,
+    /// `distill.lr_lr`.
+    pub lr_lr: f64,
+    /// `distill.max_start_epoch`.
+    pub max_start_epoch: usize,
     /// `distill.max_lr_step`.
     pub max_lr_step: Option<f64>,
+    /// `distill.iterations`.
+    pub iterations: usize,
 }
 
 impl EncoderStage2 {
-    /// The profile's own values of these settings.
-    fn of(d: &DistillConfig) -> EncoderStage2 {
+    /// The values of these settings in `d`.
+    pub fn of(d: &DistillConfig) -> EncoderStage2 {
         EncoderStage2 {
             lr_images: d.lr_images,
             lr_texts: d.lr_texts,
+            lr_lr: d.lr_lr,
+            max_start_epoch: d.max_start_epoch,
             max_lr_step: d.max_lr_step,
+            iterations: d.iterations,
         }
     }
 
@@ -330,8 +341,24 @@ impl EncoderStage2 {
     fn apply(&self, d: &mut DistillConfig) {
         d.lr_images = self.lr_images;
         d.lr_texts = self.lr_texts;
+        d.lr_lr = self.lr_lr;
+        d.max_start_epoch = self.max_start_epoch;
         d.max_lr_step = self.max_lr_step;
+        d.iterations = self.iterations;
     }
+
+    /// The default profile's stage-2 settings before `vl-distill tune`
+    /// chose the ConvNet's (`lr_images` 3000, `lr_texts` 3, `lr_lr` 0.1,
+    /// `max_start_epoch` 2, 100 iterations, no bound): the base around
+    /// which the pretrained encoders' own were checked on val.
+    const CHECKED_BASE: EncoderStage2 = EncoderStage2 {
+        lr_images: 3000.0,
+        lr_texts: 3.0,
+        lr_lr: 0.1,
+        max_start_epoch: 2,
+        max_lr_step: None,
+        iterations: 100,
+    };
 }
 
 /// The experts' image learning rate of the pretrained ViT, fully
@@ -360,12 +387,18 @@ impl ImageEncoderConfig {
 
     /// This encoder's own stage-2 settings ([`EncoderStage2`]) on the
     /// built-in scenes at the default profile when it starts from
-    /// pretrained weights: NFNet-L0's rates scaled to its gradients, the
-    /// fully fine-tuned ViT's with bounded log-α steps; `None` where the
-    /// profile's suit it (the ConvNet, NF-ResNet-50, the LoRA ViT) or were
-    /// not found yet (NF-RegNet-B1).
+    /// pretrained weights: NF-ResNet-50's and the LoRA ViT's are the
+    /// settings they were checked with, NFNet-L0's rates scaled to its
+    /// gradients, the ViTs' with bounded log-α steps, the LoRA ViT's with
+    /// 50 iterations; `None` where the profile's suit it (the ConvNet) or
+    /// none were found yet (NF-RegNet-B1).
     pub fn pretrained_stage2(&self) -> Option<EncoderStage2> {
+        let base = EncoderStage2::CHECKED_BASE;
         match self {
+            ImageEncoderConfig::NfResnet50 {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+            } => Some(base),
             ImageEncoderConfig::NfnetL0 {
                 size: EncoderSize::Scaled,
                 checkpoint: Some(_),
@@ -373,22 +406,54 @@ impl ImageEncoderConfig {
                 lr_images: 15.0,
                 lr_texts: 0.075,
                 max_lr_step: Some(0.1),
+                ..base
             }),
-            // the default profile's rates with each log-α step bounded,
-            // as checked on val (docs/measurements.md); the image α starts
-            // at the experts' rate, 300× below the text tower's
+            // the image α starts at the experts' rate, 300× below the
+            // text tower's
             ImageEncoderConfig::Vit {
                 size: EncoderSize::Scaled,
                 checkpoint: Some(_),
             } => Some(EncoderStage2 {
-                lr_images: 3000.0,
-                lr_texts: 3.0,
                 max_lr_step: Some(0.1),
+                ..base
+            }),
+            // val recall along the distillation peaked at 50 iterations
+            // and fell by 100 (docs/measurements.md)
+            ImageEncoderConfig::VitLora {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+                ..
+            } => Some(EncoderStage2 {
+                max_lr_step: Some(0.1),
+                iterations: 50,
+                ..base
             }),
             _ => None,
         }
     }
+
+    /// The image projection head (`model.image_proj`) this encoder takes
+    /// when it fine-tunes pretrained weights on the built-in scenes at the
+    /// default profile: a linear head into 256 dimensions for the LoRA ViT
+    /// (its adapters alone moved the frozen base's features too little for
+    /// the matching to find; with the head its experts reach val TR R@1 13,
+    /// docs/measurements.md); `None` for the others, which embed directly.
+    pub fn pretrained_image_proj(&self) -> Option<usize> {
+        match self {
+            ImageEncoderConfig::VitLora {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+                ..
+            } => Some(LORA_VIT_IMAGE_PROJ),
+            _ => None,
+        }
+    }
 }
+
+/// The width of the pretrained LoRA ViT's image projection head on the
+/// scenes at the default profile ([`ImageEncoderConfig::pretrained_image_proj`]),
+/// the head-only regime's joint dimension.
+pub const LORA_VIT_IMAGE_PROJ: usize = super::HEAD_ONLY_JOINT_DIM;
 
 impl Config {
     /// Switches the image encoder to `kind` at the profile's size
@@ -410,8 +475,9 @@ impl Config {
     /// [`ROOT_VAR`] when set) when they are there, and then keep the
     /// profile's epochs: they fine-tune; at the default profile an encoder
     /// the profile's rates do not suit takes its own stage-2 rates
-    /// ([`ImageEncoderConfig::pretrained_stage2`]) and expert rate
-    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]) (at `smoke`,
+    /// ([`ImageEncoderConfig::pretrained_stage2`]), expert rate
+    /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]) and image head
+    /// ([`ImageEncoderConfig::pretrained_image_proj`]) (at `smoke`,
     /// only the stage-2 bound on each log-α step), and a switch away from it
     /// restores the profile's. What
     /// `--image-encoder` does; set `experts.epochs` / `experts.lr_image`
@@ -428,6 +494,7 @@ impl Config {
         let was_pretrained = self.fine_tunes_efficientnet();
         let previous_stage2 = self.own_stage2()?;
         let had_own_expert_lr = self.own_expert_lr_image().is_some();
+        let had_own_image_proj = self.own_image_proj().is_some();
         self.model.image = ImageEncoderConfig::named(kind, &self.profile)?;
         if let ImageEncoderConfig::EfficientnetLite0 { checkpoint } = &mut self.model.image {
             // the pretrained weights where the fetch script puts them, and
@@ -479,10 +546,25 @@ impl Config {
         }
         if scenes && !frozen {
             // the head-only regime ([`Config::freeze_backbone`]) has
-            // stage-2 settings of its own
+            // stage-2 settings and heads of its own
             self.switch_encoder_stage2(previous_stage2)?;
+            if let Some(dim) = self.own_image_proj() {
+                self.model.image_proj = Some(dim);
+            } else if had_own_image_proj {
+                self.model.image_proj = Config::profile(&self.profile)?.model.image_proj;
+            }
         }
         Ok(())
+    }
+
+    /// The image projection head of the image encoder when it fine-tunes
+    /// pretrained weights on the built-in scenes at the default profile
+    /// ([`ImageEncoderConfig::pretrained_image_proj`]).
+    fn own_image_proj(&self) -> Option<usize> {
+        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
+        (self.profile == "default" && scenes && self.model.backbone.is_trained())
+            .then(|| self.model.image.pretrained_image_proj())
+            .flatten()
     }
 
     /// The image encoder's own stage-2 settings on the built-in scenes at
@@ -675,6 +757,47 @@ mod tests {
             lora: Default::default(),
         };
         assert_eq!(lora.pretrained_expert_lr_image(), None);
+    }
+
+    #[test]
+    fn pretrained_encoders_keep_the_stage2_base_they_were_checked_with_and_the_lora_vit_its_head() {
+        let profile = Config::default_profile();
+        // the tuned profile differs from the base the encoders were checked with
+        let base = EncoderStage2::CHECKED_BASE;
+        assert_ne!(EncoderStage2::of(&profile.distill), base);
+        let resnet = ImageEncoderConfig::NfResnet50 {
+            size: EncoderSize::Scaled,
+            checkpoint: Some("nf_resnet50-scaled-32px.safetensors".into()),
+        };
+        assert_eq!(resnet.pretrained_stage2(), Some(base));
+        assert_eq!(resnet.pretrained_image_proj(), None);
+        let lora = ImageEncoderConfig::VitLora {
+            size: EncoderSize::Scaled,
+            checkpoint: Some("vit-scaled-32px.safetensors".into()),
+            lora: Default::default(),
+        };
+        let own = lora.pretrained_stage2().unwrap();
+        assert_eq!((own.iterations, own.max_lr_step), (50, Some(0.1)));
+        assert_eq!(
+            (own.lr_lr, own.max_start_epoch),
+            (base.lr_lr, base.max_start_epoch)
+        );
+        let mut c = Config::default_profile();
+        c.model.image = lora.clone();
+        assert_eq!(c.own_image_proj(), Some(LORA_VIT_IMAGE_PROJ));
+        c.switch_encoder_stage2(None).unwrap();
+        c.model.image_proj = c.own_image_proj();
+        assert_eq!(EncoderStage2::of(&c.distill), own);
+        // a switch away restores the profile's head and stage 2
+        c.set_image_encoder("convnet").unwrap();
+        assert_eq!(c.model.image_proj, profile.model.image_proj);
+        assert_eq!(c.distill, profile.distill);
+        // from scratch, at smoke, or with a frozen backbone: no head of its own
+        let scratch = ImageEncoderConfig::named("vit_lora", "default").unwrap();
+        assert_eq!(scratch.pretrained_image_proj(), None);
+        let mut s = Config::smoke();
+        s.model.image = lora;
+        assert_eq!(s.own_image_proj(), None);
     }
 
     #[test]

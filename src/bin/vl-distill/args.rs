@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use vl_distill::config::{
-    pretrain_command, pretrained_checkpoint, Config, DataSource, ImageEncoderConfig,
+    pretrain_command, pretrained_checkpoint, Config, DataSource, EncoderStage2, ImageEncoderConfig,
 };
 use vl_distill::data::prepare;
 use vl_distill::display::export::DEFAULT_NEAREST;
@@ -282,18 +282,28 @@ impl Common {
                 whose(c.experts.lr_image == lr)
             );
         }
+        if let Some(dim) = c.model.image.pretrained_image_proj() {
+            eprintln!(
+                "image: pretrained {kind} embeds through model.image_proj = {} ({})",
+                c.model
+                    .image_proj
+                    .map_or("none".to_string(), |d| d.to_string()),
+                whose(c.model.image_proj == Some(dim))
+            );
+        }
         if let Some(own) = c.model.image.pretrained_stage2() {
             let d = &c.distill;
             let bound = |b: Option<f64>| b.map_or("none".to_string(), |v| v.to_string());
             eprintln!(
-                "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, max_lr_step = {} ({})",
+                "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, lr_lr = {}, \
+                 max_start_epoch = {}, max_lr_step = {}, iterations = {} ({})",
                 d.lr_images,
                 d.lr_texts,
+                d.lr_lr,
+                d.max_start_epoch,
                 bound(d.max_lr_step),
-                whose(
-                    (d.lr_images, d.lr_texts, d.max_lr_step)
-                        == (own.lr_images, own.lr_texts, own.max_lr_step)
-                )
+                d.iterations,
+                whose(EncoderStage2::of(d) == own)
             );
         }
     }
