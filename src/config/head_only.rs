@@ -93,11 +93,7 @@ impl Config {
         self.eval.batch_size = 128;
         // every method's students chosen on val from the same grid (cheap
         // on cached features)
-        self.eval.student_grid = Some(StudentGrid {
-            lr_scales: vec![0.3, 1.0, 3.0, 10.0],
-            momenta: vec![0.0, 0.9],
-            epochs: vec![25, 50, 100],
-        });
+        self.eval.student_grid = Some(StudentGrid::standard());
         // 40 student steps match the experts' first 2 epochs from their
         // initialisation (start epoch 0 only); the log-α steps need no bound
         let d = &mut self.distill;

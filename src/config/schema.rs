@@ -782,6 +782,18 @@ pub struct StudentGrid {
 }
 
 impl StudentGrid {
+    /// The grid the default profile and the head-only regime search: a
+    /// factor 0.3, 1, 3 or 10 on the method's own rates, momentum 0 or 0.9,
+    /// 25, 50 or 100 epochs (24 settings, one student run per rate and
+    /// momentum scored at each epoch count).
+    pub fn standard() -> StudentGrid {
+        StudentGrid {
+            lr_scales: vec![0.3, 1.0, 3.0, 10.0],
+            momenta: vec![0.0, 0.9],
+            epochs: vec![25, 50, 100],
+        }
+    }
+
     /// Number of settings in the grid.
     pub fn len(&self) -> usize {
         self.lr_scales.len() * self.momenta.len() * self.epochs.len()
