@@ -387,11 +387,12 @@ impl ImageEncoderConfig {
 
     /// This encoder's own stage-2 settings ([`EncoderStage2`]) on the
     /// built-in scenes at the default profile when it starts from
-    /// pretrained weights: NF-ResNet-50's and the LoRA ViT's are the
-    /// settings they were checked with, NFNet-L0's rates scaled to its
-    /// gradients, the ViTs' with bounded log-α steps, the LoRA ViT's with
-    /// 50 iterations; `None` where the profile's suit it (the ConvNet) or
-    /// none were found yet (NF-RegNet-B1).
+    /// pretrained weights: NF-ResNet-50's are the base the encoders' own
+    /// settings were checked around (the default profile's before `tune`),
+    /// NFNet-L0's that base with rates scaled to its gradients, the ViTs'
+    /// with bounded log-α steps (the LoRA ViT's also with 50 iterations);
+    /// `None` where the profile's suit it (the ConvNet) or none were found
+    /// yet (NF-RegNet-B1).
     pub fn pretrained_stage2(&self) -> Option<EncoderStage2> {
         let base = EncoderStage2::CHECKED_BASE;
         match self {
@@ -434,10 +435,9 @@ impl ImageEncoderConfig {
 
     /// The image projection head (`model.image_proj`) this encoder takes
     /// when it fine-tunes pretrained weights on the built-in scenes at the
-    /// default profile: a linear head into 256 dimensions for the LoRA ViT
-    /// (its adapters alone moved the frozen base's features too little for
-    /// the matching to find; with the head its experts reach val TR R@1 13,
-    /// docs/measurements.md); `None` for the others, which embed directly.
+    /// default profile: a linear head into 256 dimensions for the LoRA ViT,
+    /// kept after a check of the validation recall along the distillation
+    /// (docs/measurements.md); `None` for the others, which embed directly.
     pub fn pretrained_image_proj(&self) -> Option<usize> {
         match self {
             ImageEncoderConfig::VitLora {
