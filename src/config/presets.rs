@@ -561,10 +561,15 @@ impl Config {
     /// pretrained weights on the built-in scenes at the default profile
     /// ([`ImageEncoderConfig::pretrained_image_proj`]).
     fn own_image_proj(&self) -> Option<usize> {
-        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
-        (self.profile == "default" && scenes && self.model.backbone.is_trained())
+        (self.on_default_scenes() && self.model.backbone.is_trained())
             .then(|| self.model.image.pretrained_image_proj())
             .flatten()
+    }
+
+    /// Whether this config runs the built-in scenes at the default profile,
+    /// where the pretrained encoders' own settings were chosen.
+    fn on_default_scenes(&self) -> bool {
+        self.profile == "default" && matches!(self.data.source, DataSource::Scenes { .. })
     }
 
     /// The image encoder's own stage-2 settings on the built-in scenes at
@@ -608,8 +613,7 @@ impl Config {
     /// profile and the profile's rate does not suit it
     /// ([`ImageEncoderConfig::pretrained_expert_lr_image`]).
     fn own_expert_lr_image(&self) -> Option<f64> {
-        let scenes = matches!(self.data.source, DataSource::Scenes { .. });
-        (self.profile == "default" && scenes)
+        self.on_default_scenes()
             .then(|| self.model.image.pretrained_expert_lr_image())
             .flatten()
     }
