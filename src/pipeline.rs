@@ -310,11 +310,17 @@ pub fn evaluate_pairs(
 ) -> Result<Evaluated> {
     let c = &exp.config.eval;
     let n = pairs.num_pairs();
-    let (setting, student) = match &c.student_grid {
-        None => (StudentSetting::plain(c.small_set_epochs), None),
+    let (setting, student, trained) = match &c.student_grid {
+        None => (StudentSetting::plain(c.small_set_epochs), None, None),
         Some(grid) => {
+            let finals = match grid.finalists {
+                Some(k) if k < grid.num_runs() && c.num_seeds > 1 => format!(
+                    ", the {k} best rate and momentum pairs on the first seed go on to all seeds"
+                ),
+                _ => String::new(),
+            };
             log_line(&format!(
-                "select {label} on val: {} student settings × {} seeds (α image {:.4}, text {:.4})",
+                "select {label} on val: {} student settings × {} seeds{finals} (α image {:.4}, text {:.4})",
                 grid.len(),
                 c.num_seeds,
                 lr.image,
@@ -323,10 +329,12 @@ pub fn evaluate_pairs(
             let t = Instant::now();
             let choice = choose_on_val(exp, &pairs, lr, grid, |s, st| {
                 log_line(&format!(
-                    "  val {s}: score {:.1} (TR@1 {:.1}, IR@1 {:.1})",
+                    "  val {s}: score {:.1} (TR@1 {:.1}, IR@1 {:.1}; {} seed{})",
                     val_score(st),
                     st.mean.tr_r1,
-                    st.mean.ir_r1
+                    st.mean.ir_r1,
+                    st.seeds,
+                    if st.seeds == 1 { "" } else { "s" }
                 ))
             })?;
             let note = format!(
@@ -336,18 +344,30 @@ pub fn evaluate_pairs(
                 choice.tried.len()
             );
             log_line(&format!(
-                "  chosen on val: {note} in {:.1} s",
+                "  chosen on val: {note}; {} student runs in {:.1} s",
+                choice.student_runs(grid.epochs.len()),
                 t.elapsed().as_secs_f64()
             ));
-            (choice.chosen, Some(note))
+            (choice.chosen, Some(note), choice.students)
         }
     };
+    let tested = if trained.is_some() {
+        "the students the search trained for it"
+    } else {
+        "fresh students"
+    };
     log_line(&format!(
-        "eval {label}: {n} pairs, {} seeds, {setting} (α image {:.4}, text {:.4})",
+        "eval {label}: {n} pairs, {} seeds, {setting}, {tested} (α image {:.4}, text {:.4})",
         c.num_seeds, lr.image, lr.text
     ));
     let mut ev = setting.evaluator(exp, pairs, lr, Split::Test);
-    while let Some(r) = ev.step()? {
+    let mut trained = trained.into_iter().flatten();
+    loop {
+        let report = match trained.next() {
+            Some(student) => ev.step_trained(&student)?,
+            None => ev.step()?,
+        };
+        let Some(r) = report else { break };
         log_line(&format!(
             "  seed {}: test {} ({:.1} s)",
             r.seed_index, r.recall, r.seconds

@@ -70,6 +70,7 @@ fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
         lr_scales: vec![0.001, 1.0],
         momenta: vec![0.0, 0.9],
         epochs: vec![2, 20],
+        finalists: None,
     };
     let mut seen = 0;
     let choice = choose_on_val(&exp, &pairs, lr, &grid, |_, _| seen += 1).unwrap();
@@ -97,6 +98,87 @@ fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
     assert_eq!(plain, fixed);
 }
 
+/// With finalists, every (rate, momentum) pair trains the first seed and
+/// only the best pairs the others; the students the search kept for the
+/// chosen setting test exactly as fresh students of that setting.
+#[test]
+fn finalists_train_every_seed_and_the_kept_students_test_as_fresh_ones() {
+    use vl_distill::config::StudentGrid;
+    use vl_distill::evaluate::student_settings::{choose_on_val, val_score, StudentSetting};
+    let mut c = Config::smoke();
+    c.apply_overrides(&["eval.num_seeds=2"]).unwrap();
+    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
+    let pairs = coreset::random(&exp.train, 20, 0).unwrap();
+    let lr = TowerLr::from(&exp.config.experts);
+    let grid = StudentGrid {
+        lr_scales: vec![0.001, 1.0, 3.0],
+        momenta: vec![0.0],
+        epochs: vec![2, 20],
+        finalists: Some(1),
+    };
+    let mut reports = Vec::new();
+    let choice = choose_on_val(&exp, &pairs, lr, &grid, |s, st| {
+        reports.push((*s, st.seeds, val_score(st)))
+    })
+    .unwrap();
+    // 3 pairs × 2 epoch counts on the first seed, then the finalist's 2 on both
+    assert_eq!(reports.len(), 8);
+    assert!(reports[..6].iter().all(|(_, n, _)| *n == 1));
+    assert!(reports[6..]
+        .iter()
+        .all(|(s, n, _)| *n == 2 && s.lr_scale == choice.chosen.lr_scale));
+    assert_eq!(choice.student_runs(grid.epochs.len()), 4);
+    assert_ne!(choice.chosen.lr_scale, 0.001);
+    // the finalist was the best pair on the first seed
+    let (best_on_first, _, _) = reports[..6]
+        .iter()
+        .fold(None::<&(StudentSetting, usize, f64)>, |b, r| match b {
+            Some(b) if b.2 >= r.2 => Some(b),
+            _ => Some(r),
+        })
+        .unwrap();
+    assert_eq!(best_on_first.lr_scale, choice.chosen.lr_scale);
+    // the chosen setting's val recall is that of its own evaluator
+    let again = choice
+        .chosen
+        .evaluator(&exp, pairs.clone(), lr, Split::Val)
+        .run()
+        .unwrap();
+    assert_eq!(again, choice.val);
+    // the kept students are the models a fresh run of the setting trains
+    let kept = choice
+        .students
+        .expect("smoke models are small enough to keep");
+    assert_eq!(kept.len(), 2);
+    let mut from_kept = choice
+        .chosen
+        .evaluator(&exp, pairs.clone(), lr, Split::Test);
+    for s in &kept {
+        from_kept.step_trained(s).unwrap().unwrap();
+    }
+    let fresh = choice
+        .chosen
+        .evaluator(&exp, pairs, lr, Split::Test)
+        .run()
+        .unwrap();
+    assert_eq!(from_kept.stats().unwrap(), fresh);
+    // a student scored without its parameters cannot be tested
+    let mut bare = kept[0].clone();
+    bare.params = None;
+    let err = choice
+        .chosen
+        .evaluator(
+            &exp,
+            coreset::random(&exp.train, 20, 0).unwrap(),
+            lr,
+            Split::Test,
+        )
+        .step_trained(&bare)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("without keeping its parameters"), "{err}");
+}
+
 #[test]
 fn a_bad_student_grid_is_refused() {
     for bad in [
@@ -104,6 +186,7 @@ fn a_bad_student_grid_is_refused() {
         "eval.student_grid={\"lr_scales\":[-1.0], \"momenta\":[0.0], \"epochs\":[5]}",
         "eval.student_grid={\"lr_scales\":[1.0], \"momenta\":[1.0], \"epochs\":[5]}",
         "eval.student_grid={\"lr_scales\":[1.0], \"momenta\":[0.0], \"epochs\":[0]}",
+        "eval.student_grid={\"lr_scales\":[1.0], \"momenta\":[0.0], \"epochs\":[5], \"finalists\":0}",
     ] {
         let mut c = Config::smoke();
         let err = c.apply_overrides(&[bad]).unwrap_err().to_string();

@@ -91,9 +91,13 @@ impl Config {
         e.captions_per_image = Some(1);
         self.eval.full_epochs = 12;
         self.eval.batch_size = 128;
-        // every method's students chosen on val from the same grid (cheap
-        // on cached features)
-        self.eval.student_grid = Some(StudentGrid::standard());
+        // every method's students chosen on val from the same grid; on
+        // cached features a student trains in a second or two, so every
+        // rate and momentum trains every seed (no finalists)
+        self.eval.student_grid = Some(StudentGrid {
+            finalists: None,
+            ..StudentGrid::standard()
+        });
         // 40 student steps match the experts' first 2 epochs from their
         // initialisation (start epoch 0 only); the log-α steps need no bound
         let d = &mut self.distill;
@@ -119,6 +123,7 @@ impl Config {
                 lr_scales: vec![1.0, 3.0],
                 momenta: vec![0.0],
                 epochs: vec![self.eval.small_set_epochs],
+                finalists: None,
             });
             let d = &mut self.distill;
             d.iterations = 10;
@@ -169,6 +174,11 @@ mod tests {
         assert_eq!(c.model.text_tower, emoji.model.text_tower);
         assert_eq!(c.experts, emoji.experts);
         assert_eq!(c.eval, emoji.eval);
+        // students on cached features are cheap: every rate and momentum
+        // trains every seed, where the default profile sends 2 finalists on
+        let finalists = |c: &Config| c.eval.student_grid.as_ref().map(|g| g.finalists);
+        assert_eq!(finalists(&emoji), Some(None));
+        assert_eq!(finalists(&Config::default_profile()), Some(Some(2)));
         // the emoji preset adds only its feature iterations
         let mut d = emoji.distill.clone();
         d.feature_iterations = None;

@@ -779,19 +779,33 @@ pub struct StudentGrid {
     pub momenta: Vec<f64>,
     /// Epoch counts.
     pub epochs: Vec<usize>,
+    /// With `Some(k)`, every (rate, momentum) pair first trains one student
+    /// (the first seed), and only the `k` pairs whose student scored best
+    /// on val (at its best epoch count) train the other seeds; the setting
+    /// is chosen among those on all seeds. `None`: every pair trains every
+    /// seed.
+    #[serde(default)]
+    pub finalists: Option<usize>,
 }
 
 impl StudentGrid {
     /// The grid the default profile and the head-only regime search: a
     /// factor 0.3, 1, 3 or 10 on the method's own rates, momentum 0 or 0.9,
     /// 25, 50 or 100 epochs (24 settings, one student run per rate and
-    /// momentum scored at each epoch count).
+    /// momentum scored at each epoch count), of which the 2 best (rate,
+    /// momentum) pairs on the first seed go on to the other seeds.
     pub fn standard() -> StudentGrid {
         StudentGrid {
             lr_scales: vec![0.3, 1.0, 3.0, 10.0],
             momenta: vec![0.0, 0.9],
             epochs: vec![25, 50, 100],
+            finalists: Some(2),
         }
+    }
+
+    /// Number of (rate, momentum) pairs, each one student run per seed.
+    pub fn num_runs(&self) -> usize {
+        self.lr_scales.len() * self.momenta.len()
     }
 
     /// Number of settings in the grid.

@@ -229,6 +229,9 @@ impl Config {
             if g.epochs.contains(&0) {
                 return bad("eval.student_grid.epochs must be > 0".into());
             }
+            if g.finalists == Some(0) {
+                return bad("eval.student_grid.finalists must be > 0 when set".into());
+            }
         }
         let d = &self.distill;
         if d.pairs < 2 || d.syn_steps == 0 || d.expert_epochs == 0 || d.max_start_epoch == 0 {

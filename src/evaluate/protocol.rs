@@ -29,6 +29,19 @@ pub struct SeedReport {
     pub seconds: f64,
 }
 
+/// A student scored partway through its training ([`Evaluator::seed_after`]).
+#[derive(Debug, Clone)]
+pub struct ScoredStudent {
+    /// Its recall on the evaluator's split.
+    pub recall: Recall,
+    /// Mean training loss of its last epoch.
+    pub loss: f64,
+    /// Seconds from the start of its training to the end of this scoring.
+    pub seconds: f64,
+    /// Its parameters, when asked to keep them.
+    pub params: Option<TowerParams>,
+}
+
 /// Trains and evaluates fresh models, one seed per [`step`](Self::step).
 pub struct Evaluator {
     model: Arc<TwoTower>,
@@ -195,17 +208,70 @@ impl Evaluator {
         }
         let mut runs: Vec<Vec<Recall>> = vec![Vec::new(); at.len()];
         for i in 0..self.num_seeds {
-            self.train_seed(i, |epoch, _, params| {
-                if at.contains(&epoch) {
-                    let r = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
-                    for (k, _) in at.iter().enumerate().filter(|(_, e)| **e == epoch) {
-                        runs[k].push(r);
-                    }
-                }
-                Ok(())
-            })?;
+            for (k, student) in self.seed_after(i, at, false)?.into_iter().enumerate() {
+                runs[k].push(student.recall);
+            }
         }
         runs.iter().map(|r| RecallStats::from_runs(r)).collect()
+    }
+
+    /// Trains the student of seed index `i` once and scores it after each
+    /// number of epochs in `at` (each in 1..=epochs), one entry per element
+    /// of `at`; with `keep`, each entry also holds the student's parameters
+    /// at that point, the very model a run of that length would test.
+    pub fn seed_after(&self, i: usize, at: &[usize], keep: bool) -> Result<Vec<ScoredStudent>> {
+        if let Some(bad) = at.iter().find(|e| **e == 0 || **e > self.epochs) {
+            return Err(crate::error::Error::Config(format!(
+                "recall after {bad} epochs asked of an evaluator of {} epochs",
+                self.epochs
+            )));
+        }
+        let start = Instant::now();
+        let mut out: Vec<Option<ScoredStudent>> = vec![None; at.len()];
+        self.train_seed(i, |epoch, loss, params| {
+            if at.contains(&epoch) {
+                let recall = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
+                let student = ScoredStudent {
+                    recall,
+                    loss,
+                    seconds: start.elapsed().as_secs_f64(),
+                    params: keep.then(|| params.clone()),
+                };
+                for (k, _) in at.iter().enumerate().filter(|(_, e)| **e == epoch) {
+                    out[k] = Some(student.clone());
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every epoch count was reached"))
+            .collect())
+    }
+
+    /// Scores on this evaluator's split a student already trained for the
+    /// next seed (the model [`step`](Self::step) would train: seed index
+    /// `runs.len()`, these rates, these epochs) instead of training it
+    /// again; `None` when every seed is done.
+    pub fn step_trained(&mut self, trained: &ScoredStudent) -> Result<Option<SeedReport>> {
+        if self.is_done() {
+            return Ok(None);
+        }
+        let Some(params) = &trained.params else {
+            return Err(crate::error::Error::Config(
+                "a student scored without keeping its parameters cannot be tested".into(),
+            ));
+        };
+        let start = Instant::now();
+        let recall = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
+        let report = SeedReport {
+            seed_index: self.runs.len(),
+            recall,
+            final_loss: trained.loss,
+            seconds: trained.seconds + start.elapsed().as_secs_f64(),
+        };
+        self.runs.push(report.clone());
+        Ok(Some(report))
     }
 
     /// Runs the remaining seeds; returns mean ± std over all of them.

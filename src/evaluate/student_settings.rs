@@ -1,17 +1,20 @@
 //! Student settings chosen on the validation split: for a set of training
 //! pairs (a distilled set, a coreset, the full data), every setting of the
 //! config's [`StudentGrid`] trains fresh students scored by validation
-//! recall; the best one is then trained again and tested once. Every method
+//! recall; the best one is then tested once (on the students the search
+//! trained for it, or, for models too large to keep, on students trained
+//! again from the same seeds: the same models). Every method
 //! goes through the same grid, so the baselines get the same care as the
 //! distilled sets.
 
 use crate::config::StudentGrid;
 use crate::data::{CaptionedImages, Split};
 use crate::error::{Error, Result};
-use crate::evaluate::protocol::Evaluator;
+use crate::evaluate::protocol::{Evaluator, ScoredStudent};
 use crate::evaluate::results::RecallStats;
 use crate::experiment::Experiment;
 use crate::stage1::sgd::{SgdConfig, TowerLr};
+use candle_core::DType;
 
 /// How students are trained on a set of pairs: a factor on the method's own
 /// rates, SGD momentum and the number of epochs.
@@ -90,10 +93,28 @@ pub struct StudentChoice {
     pub chosen: StudentSetting,
     /// Its validation recall.
     pub val: RecallStats,
-    /// Every setting tried, with its validation recall: rates outermost,
-    /// then momenta, then epochs.
+    /// Every setting tried, with its validation recall (over the first seed
+    /// only for the (rate, momentum) pairs that were not finalists): rates
+    /// outermost, then momenta, then epochs.
     pub tried: Vec<(StudentSetting, RecallStats)>,
+    /// The chosen setting's students, one per seed in seed order, with
+    /// their parameters, when these were small enough to keep
+    /// ([`KEEP_STUDENTS_BYTES`]): the very models a fresh run of the chosen
+    /// setting trains, so that testing them needs no second training.
+    pub students: Option<Vec<ScoredStudent>>,
 }
+
+impl StudentChoice {
+    /// Number of student runs the search trained (one per seed of each
+    /// (rate, momentum) pair it tried).
+    pub fn student_runs(&self, epoch_counts: usize) -> usize {
+        self.tried.iter().map(|(_, s)| s.seeds).sum::<usize>() / epoch_counts.max(1)
+    }
+}
+
+/// The most memory the search spends on students kept for the test; with
+/// larger models the chosen setting is trained again instead.
+pub const KEEP_STUDENTS_BYTES: usize = 512 << 20;
 
 /// The score settings are ranked by: the sum of the six mean recalls
 /// (TR and IR at 1, 5 and 10), steadier than R@1 alone on a small split.
@@ -101,9 +122,57 @@ pub fn val_score(stats: &RecallStats) -> f64 {
     stats.mean.values().iter().sum()
 }
 
-/// Tries every setting of `grid` on `pairs` (the method's own rates
-/// `base`), scoring fresh students on the validation split; calls
-/// `on_setting` after each. Ties keep the earlier setting.
+/// One (rate, momentum) pair of the grid: its students per seed, each
+/// scored at every epoch count of the grid.
+struct GridRun {
+    /// The pair, at the grid's longest schedule.
+    setting: StudentSetting,
+    /// `seeds[i][k]`: seed index i scored after the grid's k-th epoch count.
+    seeds: Vec<Vec<ScoredStudent>>,
+}
+
+impl GridRun {
+    /// Mean ± std over the seeds so far after the `k`-th epoch count.
+    fn stats(&self, k: usize) -> Result<RecallStats> {
+        let runs: Vec<_> = self.seeds.iter().map(|s| s[k].recall).collect();
+        RecallStats::from_runs(&runs)
+    }
+
+    /// The best score over the epoch counts, on the seeds so far.
+    fn best_score(&self, epoch_counts: usize) -> Result<f64> {
+        (0..epoch_counts).try_fold(f64::NEG_INFINITY, |best, k| {
+            Ok(best.max(val_score(&self.stats(k)?)))
+        })
+    }
+
+    /// Drops the students' parameters (the run can no longer be chosen).
+    fn forget_students(&mut self) {
+        self.seeds
+            .iter_mut()
+            .flatten()
+            .for_each(|s| s.params = None);
+    }
+}
+
+/// Indices of `runs` ordered by best score, highest first (ties: grid order).
+fn ranked(runs: &[GridRun], epoch_counts: usize) -> Result<Vec<usize>> {
+    let scores = runs
+        .iter()
+        .map(|r| r.best_score(epoch_counts))
+        .collect::<Result<Vec<_>>>()?;
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    Ok(order)
+}
+
+/// Tries the settings of `grid` on `pairs` (the method's own rates
+/// `base`), scoring fresh students on the validation split, and calls
+/// `on_setting` with each setting's validation recall as it is known (for
+/// finalists twice: after the first seed, then after all). Every
+/// (rate, momentum) pair trains one student per seed, scored at each epoch
+/// count; with `grid.finalists = Some(k)` only the first seed, then the
+/// other seeds for the k best pairs. The chosen setting is the best on all
+/// seeds; ties keep the earlier setting.
 pub fn choose_on_val(
     exp: &Experiment,
     pairs: &CaptionedImages,
@@ -116,37 +185,116 @@ pub fn choose_on_val(
             "eval.student_grid holds no setting to choose from".into(),
         ));
     }
-    // one training run per (rate, momentum) and seed, scored at each
-    // epoch count of the grid: the same numbers as separate runs
-    let mut tried = Vec::with_capacity(grid.len());
-    let longest = grid.epochs.iter().copied().max().unwrap_or(0);
+    let seeds = exp.config.eval.num_seeds;
+    let epochs = &grid.epochs;
+    let longest = epochs.iter().copied().max().unwrap_or(0);
+    let finalists = grid
+        .finalists
+        .unwrap_or(grid.num_runs())
+        .min(grid.num_runs());
+    let screening = finalists < grid.num_runs() && seeds > 1;
+    let first_seeds = if screening { 1 } else { seeds };
+    // at most (finalists + 1) pairs, or the best and the current one, hold
+    // students at any time
+    let held_runs = if screening { finalists + 1 } else { 2 };
+    let bytes =
+        exp.model.init(0, &exp.device, DType::F32)?.num_elements() * std::mem::size_of::<f32>();
+    let keep = bytes * held_runs * seeds * epochs.len() <= KEEP_STUDENTS_BYTES;
+
+    let train = |run: &mut GridRun, seed_range: std::ops::Range<usize>| -> Result<()> {
+        let ev = run.setting.evaluator(exp, pairs.clone(), base, Split::Val);
+        for i in seed_range {
+            run.seeds.push(ev.seed_after(i, epochs, keep)?);
+        }
+        Ok(())
+    };
+    let mut report = |run: &GridRun| -> Result<()> {
+        for (k, &e) in epochs.iter().enumerate() {
+            on_setting(
+                &StudentSetting {
+                    epochs: e,
+                    ..run.setting
+                },
+                &run.stats(k)?,
+            );
+        }
+        Ok(())
+    };
+
+    let mut runs: Vec<GridRun> = Vec::with_capacity(grid.num_runs());
     for &lr_scale in &grid.lr_scales {
         for &momentum in &grid.momenta {
-            let run = StudentSetting {
-                lr_scale,
-                momentum,
-                epochs: longest,
+            let mut run = GridRun {
+                setting: StudentSetting {
+                    lr_scale,
+                    momentum,
+                    epochs: longest,
+                },
+                seeds: Vec::with_capacity(seeds),
             };
-            let scores = run
-                .evaluator(exp, pairs.clone(), base, Split::Val)
-                .recall_after(&grid.epochs)?;
-            for (&epochs, stats) in grid.epochs.iter().zip(scores) {
-                let setting = StudentSetting { epochs, ..run };
-                on_setting(&setting, &stats);
-                tried.push((setting, stats));
+            train(&mut run, 0..first_seeds)?;
+            report(&run)?;
+            runs.push(run);
+            // only the runs that can still be chosen keep their students
+            let still = if screening { finalists } else { 1 };
+            for &i in ranked(&runs, epochs.len())?.iter().skip(still) {
+                runs[i].forget_students();
             }
         }
     }
-    let (chosen, val) = tried
+    let mut finals: Vec<usize> = ranked(&runs, epochs.len())?
+        .into_iter()
+        .take(finalists)
+        .collect();
+    finals.sort_unstable();
+    if screening {
+        let mut best: Option<usize> = None;
+        for &i in &finals {
+            train(&mut runs[i], first_seeds..seeds)?;
+            report(&runs[i])?;
+            let better = match best {
+                Some(b) => runs[i].best_score(epochs.len())? > runs[b].best_score(epochs.len())?,
+                None => true,
+            };
+            if better {
+                if let Some(b) = best {
+                    runs[b].forget_students();
+                }
+                best = Some(i);
+            } else {
+                runs[i].forget_students();
+            }
+        }
+    }
+
+    let mut tried = Vec::with_capacity(grid.len());
+    let mut chosen: Option<(usize, usize, f64)> = None;
+    for (r, run) in runs.iter().enumerate() {
+        for (k, &e) in epochs.iter().enumerate() {
+            let stats = run.stats(k)?;
+            let score = val_score(&stats);
+            if finals.contains(&r) && chosen.is_none_or(|(_, _, best)| score > best) {
+                chosen = Some((r, k, score));
+            }
+            tried.push((
+                StudentSetting {
+                    epochs: e,
+                    ..run.setting
+                },
+                stats,
+            ));
+        }
+    }
+    let (r, k, _) = chosen.expect("the grid is not empty");
+    let students: Option<Vec<ScoredStudent>> = runs[r]
+        .seeds
         .iter()
-        .fold(
-            None::<&(StudentSetting, RecallStats)>,
-            |best, t| match best {
-                Some(b) if val_score(&b.1) >= val_score(&t.1) => Some(b),
-                _ => Some(t),
-            },
-        )
-        .copied()
-        .expect("the grid is not empty");
-    Ok(StudentChoice { chosen, val, tried })
+        .map(|s| s[k].params.is_some().then(|| s[k].clone()))
+        .collect();
+    Ok(StudentChoice {
+        chosen: tried[r * epochs.len() + k].0,
+        val: tried[r * epochs.len() + k].1,
+        tried,
+        students,
+    })
 }
