@@ -545,7 +545,7 @@ fn pretrained_vit_at_default_takes_its_own_expert_and_stage2_rates_and_says_so()
         err.contains("experts fine-tune at experts.lr_image = 0.0003")
             && err.contains(
                 "distils at distill.lr_images = 3000, lr_texts = 3, lr_lr = 0.1, \
-                 max_start_epoch = 2, max_lr_step = 0.1, iterations = 100"
+                 max_start_epoch = 2, max_lr_step = 0.1, iterations = 100, clip_spikes = none"
             ),
         "{err}"
     );

@@ -296,13 +296,14 @@ impl Common {
             let bound = |b: Option<f64>| b.map_or("none".to_string(), |v| v.to_string());
             eprintln!(
                 "image: pretrained {kind} distils at distill.lr_images = {}, lr_texts = {}, lr_lr = {}, \
-                 max_start_epoch = {}, max_lr_step = {}, iterations = {} ({})",
+                 max_start_epoch = {}, max_lr_step = {}, iterations = {}, clip_spikes = {} ({})",
                 d.lr_images,
                 d.lr_texts,
                 d.lr_lr,
                 d.max_start_epoch,
                 bound(d.max_lr_step),
                 d.iterations,
+                bound(d.clip_spikes),
                 whose(EncoderStage2::of(d) == own)
             );
         }
