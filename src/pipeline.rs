@@ -301,7 +301,9 @@ pub struct Evaluated {
 /// by the experiment's small-set protocol, with a line per seed; prints
 /// `label (n pairs): stats`. With `eval.student_grid` set, the students'
 /// settings (rate scale, momentum, epochs) are first chosen by validation
-/// recall over the grid, then the chosen one is tested once.
+/// recall over the grid ([`choose_on_val`]), then the chosen one is tested
+/// once, on the students the search kept for it when it could keep them
+/// (the same models fresh ones would be).
 pub fn evaluate_pairs(
     exp: &Experiment,
     pairs: crate::data::CaptionedImages,
