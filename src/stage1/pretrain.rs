@@ -164,7 +164,7 @@ pub struct PretrainRecord {
 
 /// Pretrains the image encoder of an experiment built from
 /// [`source_config`] and [`source_dataset`], one epoch per
-/// [`step`](Self::step).
+/// [`step_with`](Self::step_with).
 pub struct Pretrainer {
     model: Arc<TwoTower>,
     config: Config,
