@@ -75,6 +75,11 @@ fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
     let mut seen = 0;
     let choice = choose_on_val(&exp, &pairs, lr, &grid, |_, _| seen += 1).unwrap();
     assert_eq!((seen, choice.tried.len()), (8, 8));
+    // without finalists every pair trains every seed, and the chosen
+    // setting's students are kept for the test
+    assert!(choice.tried.iter().all(|(_, st)| st.seeds == 2));
+    assert_eq!(choice.student_runs(grid.epochs.len()), 4 * 2);
+    assert_eq!(choice.students.as_ref().map(Vec::len), Some(2));
     let best = choice
         .tried
         .iter()
