@@ -315,11 +315,11 @@ pub fn evaluate_pairs(
     let (setting, student, trained) = match &c.student_grid {
         None => (StudentSetting::plain(c.small_set_epochs), None, None),
         Some(grid) => {
-            let finals = match grid.finalists {
-                Some(k) if k < grid.num_runs() && c.num_seeds > 1 => format!(
+            let finals = match grid.screened_finalists(c.num_seeds) {
+                Some(k) => format!(
                     ", the {k} best rate and momentum pairs on the first seed go on to all seeds"
                 ),
-                _ => String::new(),
+                None => String::new(),
             };
             log_line(&format!(
                 "select {label} on val: {} student settings × {} seeds{finals} (α image {:.4}, text {:.4})",
@@ -347,7 +347,7 @@ pub fn evaluate_pairs(
             );
             log_line(&format!(
                 "  chosen on val: {note}; {} student runs in {:.1} s",
-                choice.student_runs(grid.epochs.len()),
+                choice.student_runs,
                 t.elapsed().as_secs_f64()
             ));
             (choice.chosen, Some(note), choice.students)

@@ -2,7 +2,7 @@
 //! split by default, the validation split for choosing settings.
 
 use vl_distill::config::Config;
-use vl_distill::data::Split;
+use vl_distill::data::{CaptionedImages, Split};
 use vl_distill::evaluate::coreset;
 use vl_distill::evaluate::protocol::Evaluator;
 use vl_distill::experiment::Experiment;
@@ -56,15 +56,22 @@ fn scored_on_val_trains_the_same_students_and_tests_them_on_val() {
     }
 }
 
-#[test]
-fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
-    use vl_distill::config::StudentGrid;
-    use vl_distill::evaluate::student_settings::{choose_on_val, val_score, StudentSetting};
+/// The smoke experiment with 2 evaluation seeds, 20 random pairs of it and
+/// the experts' rates: what the students' searches below run on.
+fn smoke_random_pairs_with_two_seeds() -> (Experiment, CaptionedImages, TowerLr) {
     let mut c = Config::smoke();
     c.apply_overrides(&["eval.num_seeds=2"]).unwrap();
     let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
     let pairs = coreset::random(&exp.train, 20, 0).unwrap();
     let lr = TowerLr::from(&exp.config.experts);
+    (exp, pairs, lr)
+}
+
+#[test]
+fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
+    use vl_distill::config::StudentGrid;
+    use vl_distill::evaluate::student_settings::{choose_on_val, val_score, StudentSetting};
+    let (exp, pairs, lr) = smoke_random_pairs_with_two_seeds();
     // a rate 1000× too small teaches nothing in 2 epochs: it must lose
     let grid = StudentGrid {
         lr_scales: vec![0.001, 1.0],
@@ -78,7 +85,7 @@ fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
     // without finalists every pair trains every seed, and the chosen
     // setting's students are kept for the test
     assert!(choice.tried.iter().all(|(_, st)| st.seeds == 2));
-    assert_eq!(choice.student_runs(grid.epochs.len()), 4 * 2);
+    assert_eq!(choice.student_runs, 4 * 2);
     assert_eq!(choice.students.as_ref().map(Vec::len), Some(2));
     let best = choice
         .tried
@@ -110,11 +117,7 @@ fn student_settings_are_chosen_by_val_score_over_the_whole_grid() {
 fn finalists_train_every_seed_and_the_kept_students_test_as_fresh_ones() {
     use vl_distill::config::StudentGrid;
     use vl_distill::evaluate::student_settings::{choose_on_val, val_score, StudentSetting};
-    let mut c = Config::smoke();
-    c.apply_overrides(&["eval.num_seeds=2"]).unwrap();
-    let exp = Experiment::new(c, vl_distill::device::for_tests(), None).unwrap();
-    let pairs = coreset::random(&exp.train, 20, 0).unwrap();
-    let lr = TowerLr::from(&exp.config.experts);
+    let (exp, pairs, lr) = smoke_random_pairs_with_two_seeds();
     let grid = StudentGrid {
         lr_scales: vec![0.001, 1.0, 3.0],
         momenta: vec![0.0],
@@ -132,7 +135,7 @@ fn finalists_train_every_seed_and_the_kept_students_test_as_fresh_ones() {
     assert!(reports[6..]
         .iter()
         .all(|(s, n, _)| *n == 2 && s.lr_scale == choice.chosen.lr_scale));
-    assert_eq!(choice.student_runs(grid.epochs.len()), 4);
+    assert_eq!(choice.student_runs, 4);
     assert_ne!(choice.chosen.lr_scale, 0.001);
     // the finalist was the best pair on the first seed
     let (best_on_first, _, _) = reports[..6]

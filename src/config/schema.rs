@@ -808,6 +808,13 @@ impl StudentGrid {
         self.lr_scales.len() * self.momenta.len()
     }
 
+    /// How many pairs go on to all `seeds` after the first seed has
+    /// screened every pair: `Some(k)` when `finalists` leaves some pair
+    /// out, `None` when every pair trains every seed anyway.
+    pub fn screened_finalists(&self, seeds: usize) -> Option<usize> {
+        self.finalists.filter(|&k| k < self.num_runs() && seeds > 1)
+    }
+
     /// Number of settings in the grid.
     pub fn len(&self) -> usize {
         self.lr_scales.len() * self.momenta.len() * self.epochs.len()

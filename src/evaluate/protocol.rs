@@ -151,15 +151,28 @@ impl Evaluator {
             on_epoch(epoch, loss);
             Ok(())
         })?;
-        let recall = retrieval::evaluate(&self.model, &params, &self.test, self.eval_batch)?;
+        self.record(&params, loss, start, 0.0).map(Some)
+    }
+
+    /// Scores `params` as the next seed's model on this evaluator's split
+    /// and records it; `trained_seconds` is training time spent before
+    /// `start`.
+    fn record(
+        &mut self,
+        params: &TowerParams,
+        final_loss: f64,
+        start: Instant,
+        trained_seconds: f64,
+    ) -> Result<SeedReport> {
+        let recall = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
         let report = SeedReport {
-            seed_index: i,
+            seed_index: self.runs.len(),
             recall,
-            final_loss: loss,
-            seconds: start.elapsed().as_secs_f64(),
+            final_loss,
+            seconds: trained_seconds + start.elapsed().as_secs_f64(),
         };
         self.runs.push(report.clone());
-        Ok(Some(report))
+        Ok(report)
     }
 
     /// Trains a fresh model with seed index `i` for every epoch, calling
@@ -200,12 +213,6 @@ impl Evaluator {
     /// same numbers as separate evaluators of those lengths, from one
     /// training run per seed. Leaves [`runs`](Self::runs) as it is.
     pub fn recall_after(&self, at: &[usize]) -> Result<Vec<RecallStats>> {
-        if let Some(bad) = at.iter().find(|e| **e == 0 || **e > self.epochs) {
-            return Err(crate::error::Error::Config(format!(
-                "recall after {bad} epochs asked of an evaluator of {} epochs",
-                self.epochs
-            )));
-        }
         let mut runs: Vec<Vec<Recall>> = vec![Vec::new(); at.len()];
         for i in 0..self.num_seeds {
             for (k, student) in self.seed_after(i, at, false)?.into_iter().enumerate() {
@@ -262,16 +269,8 @@ impl Evaluator {
                 "a student scored without keeping its parameters cannot be tested".into(),
             ));
         };
-        let start = Instant::now();
-        let recall = retrieval::evaluate(&self.model, params, &self.test, self.eval_batch)?;
-        let report = SeedReport {
-            seed_index: self.runs.len(),
-            recall,
-            final_loss: trained.loss,
-            seconds: trained.seconds + start.elapsed().as_secs_f64(),
-        };
-        self.runs.push(report.clone());
-        Ok(Some(report))
+        self.record(params, trained.loss, Instant::now(), trained.seconds)
+            .map(Some)
     }
 
     /// Runs the remaining seeds; returns mean ± std over all of them.

@@ -102,14 +102,9 @@ pub struct StudentChoice {
     /// ([`KEEP_STUDENTS_BYTES`]): the very models a fresh run of the chosen
     /// setting trains, so that testing them needs no second training.
     pub students: Option<Vec<ScoredStudent>>,
-}
-
-impl StudentChoice {
     /// Number of student runs the search trained (one per seed of each
-    /// (rate, momentum) pair it tried).
-    pub fn student_runs(&self, epoch_counts: usize) -> usize {
-        self.tried.iter().map(|(_, s)| s.seeds).sum::<usize>() / epoch_counts.max(1)
-    }
+    /// (rate, momentum) pair, each scored at every epoch count).
+    pub student_runs: usize,
 }
 
 /// The most memory the search spends on students kept for the test; with
@@ -188,11 +183,9 @@ pub fn choose_on_val(
     let seeds = exp.config.eval.num_seeds;
     let epochs = &grid.epochs;
     let longest = epochs.iter().copied().max().unwrap_or(0);
-    let finalists = grid
-        .finalists
-        .unwrap_or(grid.num_runs())
-        .min(grid.num_runs());
-    let screening = finalists < grid.num_runs() && seeds > 1;
+    let screened = grid.screened_finalists(seeds);
+    let screening = screened.is_some();
+    let finalists = screened.unwrap_or(grid.num_runs());
     let first_seeds = if screening { 1 } else { seeds };
     // at most (finalists + 1) pairs, or the best and the current one, hold
     // students at any time
@@ -296,5 +289,6 @@ pub fn choose_on_val(
         val: tried[r * epochs.len() + k].1,
         tried,
         students,
+        student_runs: runs.iter().map(|run| run.seeds.len()).sum(),
     })
 }
