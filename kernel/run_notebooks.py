@@ -7,6 +7,8 @@
     kernel/run-notebooks.sh 03_distill          # only the notebooks whose names start so
     kernel/run-notebooks.sh --fresh             # first delete the profile's work folder, so that
                                                 # nothing is loaded from an earlier run
+    kernel/run-notebooks.sh --jobs 2            # two notebooks at a time (the smoke run of the
+                                                # README's test command)
 
 Any cell error stops the run with a non-zero exit, naming the notebook and
 the cell. That includes output on stderr: evcxr reports an error returned by
@@ -15,32 +17,61 @@ and the kernel sends vl-distill's progress lines to stdout, so in these
 notebooks stderr carries errors only. Each notebook's wall time is printed and written to
 `<output folder>/timings.json`.
 
-The kernels it starts share one build folder, `.kernel-env/evcxr-build`
-(evcxr's `EVCXR_TMPDIR`; an `EVCXR_TMPDIR` already set wins), so a kernel
-start after the first finds cargo's artifacts where the last one left them
-(a kernel start 31 s instead of 66 s on 2 cores; cells compile faster too:
-in a fresh-clone CI run the notebooks after the first took 26-111 s each
-instead of 79-176 s, all thirteen at smoke 16.7 min instead of about 30).
-Only this runner does that: kernels started from Jupyter keep a folder of
-their own, as two of them may run at once.
+Each notebook runs in a child process of this script, with a kernel of its
+own. Kernels that run one after another share a build folder,
+`.kernel-env/evcxr-build` (evcxr's `EVCXR_TMPDIR`), so a kernel start after
+the first finds cargo's artifacts where the last one left them (a kernel
+start 31 s instead of 66 s on 2 cores). With `--jobs N` each of the N lanes
+has its own build folder (`evcxr-build`, `evcxr-build-1`, ...): the lanes
+after the first start once the first notebook has finished, from a copy of
+its folder, where the crate is built (building it again takes minutes).
+A notebook also waits for the notebooks whose results it loads from the
+profile's work folder (`NEEDS`), so two kernels never compute the same
+experts or distilled set at once. Only this runner shares build folders:
+kernels started from Jupyter keep one each.
+
+At the smoke profile a notebook spends most of its time starting its kernel
+and compiling cells, on one core. With `--jobs 2` on 2 cores, each kernel
+computing on one thread (`RAYON_NUM_THREADS`; two kernels of two threads
+each mostly wait on each other's threads), the fourteen notebooks took
+636 s against 1074 s one at a time (README, "Set up and run"). At the
+default profile the cells compute on every core: keep one lane there, which
+also keeps the times written into the notebooks free of a neighbour's load.
 """
 
 import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
-from nbconvert import HTMLExporter
-
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 KERNEL = "rust-vl-distill"
+
+# What each notebook loads from the work folder that another one computes
+# (by number prefix): 02's ConvNet experts; 03's distilled set "both", which
+# 04-08 and 11 evaluate again or extend; 09's pretrained encoders, experts and
+# sets, which 10 and 12 use. Every notebook computes whatever it misses, so
+# these only order the runs; a notebook left out of a run is not waited for.
+NEEDS = {
+    "03": ["02"],
+    "04": ["03"],
+    "05": ["03"],
+    "06": ["03"],
+    "07": ["03"],
+    "08": ["03"],
+    "09": ["02"],
+    "10": ["09"],
+    "11": ["03"],
+    "12": ["09"],
+    "14": ["02"],
+}
+# Started first when ready: those the others wait for, then the longest.
+FIRST = ["01", "02", "09", "03", "13"]
 
 
 class StderrOutput(Exception):
@@ -57,6 +88,109 @@ def check_stderr(cell, cell_index, **_):
         raise StderrOutput(f"cell {cell_index} wrote to stderr:\n{text.strip()}")
 
 
+def execute_one(book: Path, out_dir: Path, html: bool, cell_timeout: int, profile: str) -> int:
+    """Runs one notebook in this process (the child's part)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(book, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name=KERNEL,
+        timeout=cell_timeout,
+        # the first start of a kernel compiles the crate and its
+        # dependencies (minutes); later ones hit evcxr's cache
+        startup_timeout=3600,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        on_cell_executed=check_stderr,
+    )
+    start = time.monotonic()
+    try:
+        client.execute()
+    except (CellExecutionError, StderrOutput) as e:
+        failed = out_dir / f"{book.stem}.failed.ipynb"
+        nbformat.write(nb, failed)
+        print(f"FAILED: {book.name}: {e}", file=sys.stderr)
+        print(f"partial outputs in {failed}", file=sys.stderr)
+        return 1
+    seconds = time.monotonic() - start
+    nb.metadata["vl_distill"] = {"profile": profile, "seconds": round(seconds, 1)}
+    nbformat.write(nb, out_dir / book.name)
+    if html:
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        (out_dir / f"{book.stem}.html").write_text(body, encoding="utf-8")
+    return 0
+
+
+def warm_up(build: Path) -> int:
+    """Starts one kernel in `build` and runs a one-line cell: the first start
+    compiles the crate and its dependencies into evcxr's cache and into that
+    build folder (minutes), so the notebooks then start warm."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    build.mkdir(parents=True, exist_ok=True)
+    os.environ["EVCXR_TMPDIR"] = str(build)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('println!("kernel ready");')])
+    start = time.monotonic()
+    print(f"==> warming up the kernel in {build}", flush=True)
+    NotebookClient(nb, kernel_name=KERNEL, timeout=600, startup_timeout=3600,
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}, on_cell_executed=check_stderr).execute()
+    print(f"    kernel ready in {time.monotonic() - start:.0f} s", flush=True)
+    return 0
+
+
+def prefix(book: Path) -> str:
+    return book.name[:2]
+
+
+def schedule(books, jobs, spawn):
+    """Runs `spawn(book, lane)` (which returns a started Popen) for every book,
+    at most `jobs` at once, each after the books it needs (`NEEDS`, among
+    `books`) have finished, lanes after the first only once the first book
+    has. Returns {book: seconds} and the first failed book (or None)."""
+    order = sorted(books, key=lambda b: (FIRST.index(prefix(b)) if prefix(b) in FIRST else len(FIRST), b.name))
+    present = {prefix(b) for b in books}
+    done, seconds = set(), {}
+    running = {}  # lane -> (book, process, start)
+    failed = None
+    first_done = False
+    while (order and failed is None) or running:
+        # the highest lane first: its first start copies lane 0's build
+        # folder, which must happen before lane 0 starts another kernel
+        free = [lane for lane in reversed(range(jobs)) if lane not in running and (lane == 0 or first_done)]
+        for lane in free:
+            if failed is not None:
+                break
+            ready = [b for b in order if all(n in done or n not in present for n in NEEDS.get(prefix(b), []))]
+            if not ready:
+                break
+            book = ready[0]
+            order.remove(book)
+            print(f"==> {book.name}" + (f" (lane {lane + 1})" if jobs > 1 else ""), flush=True)
+            running[lane] = (book, spawn(book, lane), time.monotonic())
+        time.sleep(0.2)
+        for lane, (book, proc, start) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            del running[lane]
+            first_done = True
+            if rc != 0:
+                failed = failed or book
+                continue
+            done.add(prefix(book))
+            seconds[book] = time.monotonic() - start
+            print(f"    {book.name}: {seconds[book]:.0f} s", flush=True)
+        if not running and order and failed is None and not any(
+            all(n in done or n not in present for n in NEEDS.get(prefix(b), [])) for b in order
+        ):
+            raise RuntimeError("no notebook can start: NEEDS has a circle")
+    return seconds, failed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="default", help="smoke, default or paper")
@@ -71,11 +205,24 @@ def main() -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="delete the profile's work folder first (experts, distillations), "
                          "so every result is computed by this run")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="notebooks run at once, each with its own kernel (default 1)")
     ap.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell")
+    ap.add_argument("--warm-up", action="store_true",
+                    help="only start a kernel once, building the crate for the kernels to come")
+    ap.add_argument("--execute-one", metavar="NOTEBOOK", help=argparse.SUPPRESS)
     ap.add_argument("only", nargs="*", help="notebook name prefixes")
     args = ap.parse_args()
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     in_place = args.in_place if args.in_place is not None else args.profile == "default"
     html = args.html if args.html is not None else in_place
+    out_dir = NOTEBOOKS if in_place else ROOT / "out" / "notebooks-run" / args.profile
+    build = Path(os.environ.get("EVCXR_TMPDIR") or ROOT / ".kernel-env" / "evcxr-build")
+    if args.warm_up:
+        return warm_up(build)
+    if args.execute_one:
+        return execute_one(Path(args.execute_one), out_dir, html, args.cell_timeout, args.profile)
 
     books = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
@@ -83,7 +230,6 @@ def main() -> int:
     if not books:
         print(f"no notebooks match {args.only} in {NOTEBOOKS}", file=sys.stderr)
         return 2
-    out_dir = NOTEBOOKS if in_place else ROOT / "out" / "notebooks-run" / args.profile
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if args.fresh:
@@ -91,53 +237,43 @@ def main() -> int:
         if work.exists():
             print(f"removing {work}", flush=True)
             shutil.rmtree(work)
-    # The kernel inherits this process's environment.
+    # The kernels inherit the children's environment.
     os.environ["VL_DISTILL_PROFILE"] = args.profile
-    # one kernel at a time here, so they can share evcxr's build folder
-    build = Path(os.environ.setdefault("EVCXR_TMPDIR", str(ROOT / ".kernel-env" / "evcxr-build")))
-    build.mkdir(parents=True, exist_ok=True)
-    timings = {}
+    print(f"{len(books)} notebooks at profile {args.profile}, {args.jobs} at a time", flush=True)
+
+    def spawn(book, lane):
+        lane_build = build if lane == 0 else build.with_name(f"{build.name}-{lane}")
+        if lane > 0 and not lane_build.exists() and build.exists():
+            # the first lane's folder holds the crate built by its first
+            # kernel (minutes to build again); lane 0 is between notebooks
+            # now, so its folder is not being written
+            shutil.copytree(build, lane_build, symlinks=True)
+        lane_build.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, EVCXR_TMPDIR=str(lane_build))
+        if args.jobs > 1:
+            # one thread per kernel: two kernels of two threads each on two
+            # cores wait on each other's threads
+            env.setdefault("RAYON_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+        cmd = [sys.executable, __file__, "--profile", args.profile,
+               "--in-place" if in_place else "--no-in-place", "--html" if html else "--no-html",
+               "--cell-timeout", str(args.cell_timeout), "--execute-one", str(book)]
+        return subprocess.Popen(cmd, env=env)
+
     total = time.monotonic()
-    for book in books:
-        nb = nbformat.read(book, as_version=4)
-        client = NotebookClient(
-            nb,
-            kernel_name=KERNEL,
-            timeout=args.cell_timeout,
-            # the first start of a kernel compiles the crate and its
-            # dependencies (minutes); later ones hit evcxr's cache
-            startup_timeout=3600,
-            resources={"metadata": {"path": str(NOTEBOOKS)}},
-            on_cell_executed=check_stderr,
-        )
-        print(f"==> {book.name} at profile {args.profile}", flush=True)
-        start = time.monotonic()
-        try:
-            client.execute()
-        except (CellExecutionError, StderrOutput) as e:
-            failed = out_dir / f"{book.stem}.failed.ipynb"
-            nbformat.write(nb, failed)
-            print(f"FAILED: {book.name}: {e}", file=sys.stderr)
-            print(f"partial outputs in {failed}", file=sys.stderr)
-            return 1
-        seconds = time.monotonic() - start
-        timings[book.stem] = round(seconds, 1)
-        nb.metadata["vl_distill"] = {"profile": args.profile, "seconds": round(seconds, 1)}
-        nbformat.write(nb, out_dir / book.name)
-        if html:
-            body, _ = HTMLExporter().from_notebook_node(nb)
-            (out_dir / f"{book.stem}.html").write_text(body, encoding="utf-8")
-        print(f"    {book.name}: {seconds:.0f} s", flush=True)
+    seconds, failed = schedule(books, args.jobs, spawn)
+    if failed is not None:
+        print(f"stopped: {failed.name} failed", file=sys.stderr)
+        return 1
     # a partial run updates the times of the notebooks it ran
     timings_file = out_dir / "timings.json"
     merged = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     merged.pop("total", None)
-    merged.update(timings)
+    merged.update({b.stem: round(s, 1) for b, s in seconds.items()})
     merged = dict(sorted(merged.items()))
     merged["total"] = round(sum(merged.values()), 1)
     timings_file.write_text(json.dumps(merged, indent=2) + "\n")
-    timings["total"] = round(time.monotonic() - total, 1)
-    print(f"all {len(books)} notebooks ran in {timings['total']:.0f} s; outputs in {out_dir}")
+    wall = time.monotonic() - total
+    print(f"all {len(books)} notebooks ran in {wall:.0f} s ({args.jobs} at a time); outputs in {out_dir}")
     return 0
 
 
