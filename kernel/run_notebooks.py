@@ -124,24 +124,6 @@ def execute_one(book: Path, out_dir: Path, html: bool, cell_timeout: int, profil
     return 0
 
 
-def warm_up(build: Path) -> int:
-    """Starts one kernel in `build` and runs a one-line cell: the first start
-    compiles the crate and its dependencies into evcxr's cache and into that
-    build folder (minutes), so the notebooks then start warm."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    build.mkdir(parents=True, exist_ok=True)
-    os.environ["EVCXR_TMPDIR"] = str(build)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('println!("kernel ready");')])
-    start = time.monotonic()
-    print(f"==> warming up the kernel in {build}", flush=True)
-    NotebookClient(nb, kernel_name=KERNEL, timeout=600, startup_timeout=3600,
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}, on_cell_executed=check_stderr).execute()
-    print(f"    kernel ready in {time.monotonic() - start:.0f} s", flush=True)
-    return 0
-
-
 def prefix(book: Path) -> str:
     return book.name[:2]
 
@@ -208,8 +190,6 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="notebooks run at once, each with its own kernel (default 1)")
     ap.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell")
-    ap.add_argument("--warm-up", action="store_true",
-                    help="only start a kernel once, building the crate for the kernels to come")
     ap.add_argument("--execute-one", metavar="NOTEBOOK", help=argparse.SUPPRESS)
     ap.add_argument("only", nargs="*", help="notebook name prefixes")
     args = ap.parse_args()
@@ -218,9 +198,6 @@ def main() -> int:
     in_place = args.in_place if args.in_place is not None else args.profile == "default"
     html = args.html if args.html is not None else in_place
     out_dir = NOTEBOOKS if in_place else ROOT / "out" / "notebooks-run" / args.profile
-    build = Path(os.environ.get("EVCXR_TMPDIR") or ROOT / ".kernel-env" / "evcxr-build")
-    if args.warm_up:
-        return warm_up(build)
     if args.execute_one:
         return execute_one(Path(args.execute_one), out_dir, html, args.cell_timeout, args.profile)
 
@@ -239,6 +216,7 @@ def main() -> int:
             shutil.rmtree(work)
     # The kernels inherit the children's environment.
     os.environ["VL_DISTILL_PROFILE"] = args.profile
+    build = Path(os.environ.get("EVCXR_TMPDIR") or ROOT / ".kernel-env" / "evcxr-build")
     print(f"{len(books)} notebooks at profile {args.profile}, {args.jobs} at a time", flush=True)
 
     def spawn(book, lane):
