@@ -34,7 +34,7 @@ At the smoke profile a notebook spends most of its time starting its kernel
 and compiling cells, on one core. With `--jobs 2` on 2 cores, each kernel
 computing on one thread (`RAYON_NUM_THREADS`; two kernels of two threads
 each mostly wait on each other's threads), the fourteen notebooks took
-636 s against 1074 s one at a time (README, "Set up and run"). At the
+636 s against 1074 s one at a time (docs/measurements.md, "the test command"). At the
 default profile the cells compute on every core: keep one lane there, which
 also keeps the times written into the notebooks free of a neighbour's load.
 """
