@@ -19,7 +19,7 @@ notebooks stderr carries errors only. Each notebook's wall time is printed and w
 
 Each notebook runs in a child process of this script, with a kernel of its
 own. Kernels that run one after another share a build folder,
-`.kernel-env/evcxr-build` (evcxr's `EVCXR_TMPDIR`), so a kernel start after
+`.kernel-env/evcxr-build` (evcxr's `EVCXR_TMPDIR`; one already set wins), so a kernel start after
 the first finds cargo's artifacts where the last one left them (a kernel
 start 31 s instead of 66 s on 2 cores). With `--jobs N` each of the N lanes
 has its own build folder (`evcxr-build`, `evcxr-build-1`, ...): the lanes
@@ -138,18 +138,19 @@ def schedule(books, jobs, spawn):
     done, seconds = set(), {}
     running = {}  # lane -> (book, process, start)
     failed = None
-    first_done = False
+
+    def ready(book):
+        return all(n in done or n not in present for n in NEEDS.get(prefix(book), []))
+
     while (order and failed is None) or running:
         # the highest lane first: its first start copies lane 0's build
         # folder, which must happen before lane 0 starts another kernel
-        free = [lane for lane in reversed(range(jobs)) if lane not in running and (lane == 0 or first_done)]
+        free = [lane for lane in reversed(range(jobs)) if lane not in running and (lane == 0 or done)]
         for lane in free:
-            if failed is not None:
+            startable = [b for b in order if ready(b)] if failed is None else []
+            if not startable:
                 break
-            ready = [b for b in order if all(n in done or n not in present for n in NEEDS.get(prefix(b), []))]
-            if not ready:
-                break
-            book = ready[0]
+            book = startable[0]
             order.remove(book)
             print(f"==> {book.name}" + (f" (lane {lane + 1})" if jobs > 1 else ""), flush=True)
             running[lane] = (book, spawn(book, lane), time.monotonic())
@@ -159,16 +160,13 @@ def schedule(books, jobs, spawn):
             if rc is None:
                 continue
             del running[lane]
-            first_done = True
             if rc != 0:
                 failed = failed or book
                 continue
             done.add(prefix(book))
             seconds[book] = time.monotonic() - start
             print(f"    {book.name}: {seconds[book]:.0f} s", flush=True)
-        if not running and order and failed is None and not any(
-            all(n in done or n not in present for n in NEEDS.get(prefix(b), [])) for b in order
-        ):
+        if not running and order and failed is None and not any(ready(b) for b in order):
             raise RuntimeError("no notebook can start: NEEDS has a circle")
     return seconds, failed
 
