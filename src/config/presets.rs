@@ -373,19 +373,32 @@ impl EncoderStage2 {
 /// 0.001, 0.0003 and 0.0001 (docs/measurements.md).
 pub const PRETRAINED_VIT_EXPERT_LR: f64 = 0.0003;
 
+/// The experts' image learning rate of the pretrained NF-RegNet-B1,
+/// fine-tuned on the built-in scenes at the default profile: at the
+/// profile's SGD rate 0.1 its experts end far apart (validation TR R@1 8 to
+/// 22.5 after 4 epochs) and stage 2 drives the learned rate α to 0; chosen by
+/// the experts' validation recall among 0.1, 0.03, 0.01, 0.003 and 0.001
+/// (docs/measurements.md).
+pub const PRETRAINED_NF_REGNET_B1_EXPERT_LR: f64 = 0.01;
+
 impl ImageEncoderConfig {
     /// The experts' image learning rate this encoder takes when it
     /// fine-tunes pretrained weights on the built-in scenes at the default
     /// profile, where the profile's (chosen for training from scratch) does
     /// not suit it: [`PRETRAINED_VIT_EXPERT_LR`] for the fully fine-tuned
-    /// ViT; `None` for the others (the NF nets fine-tune at the profile's
-    /// rate, a LoRA ViT trains only its adapters).
+    /// ViT, [`PRETRAINED_NF_REGNET_B1_EXPERT_LR`] for NF-RegNet-B1; `None`
+    /// for the others (the other NF nets fine-tune at the profile's rate, a
+    /// LoRA ViT trains only its adapters).
     pub fn pretrained_expert_lr_image(&self) -> Option<f64> {
         match self {
             ImageEncoderConfig::Vit {
                 size: EncoderSize::Scaled,
                 checkpoint: Some(_),
             } => Some(PRETRAINED_VIT_EXPERT_LR),
+            ImageEncoderConfig::NfRegnetB1 {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+            } => Some(PRETRAINED_NF_REGNET_B1_EXPERT_LR),
             _ => None,
         }
     }
@@ -394,11 +407,10 @@ impl ImageEncoderConfig {
     /// built-in scenes at the default profile when it starts from
     /// pretrained weights: NF-ResNet-50's are the base the encoders' own
     /// settings were checked around (the default profile's before `tune`),
-    /// NFNet-L0's that base with rates scaled to its gradients, the ViTs'
-    /// with bounded log-α steps (the LoRA ViT's also with 75 iterations
-    /// and its gradient spikes clipped);
-    /// `None` where the profile's suit it (the ConvNet) or none were found
-    /// yet (NF-RegNet-B1).
+    /// NFNet-L0's that base with rates scaled to its gradients,
+    /// NF-RegNet-B1's and the ViTs' with bounded log-α steps (the LoRA
+    /// ViT's also with 75 iterations and its gradient spikes clipped);
+    /// `None` where the profile's suit it (the ConvNet).
     pub fn pretrained_stage2(&self) -> Option<EncoderStage2> {
         let base = EncoderStage2::CHECKED_BASE;
         match self {
@@ -416,8 +428,12 @@ impl ImageEncoderConfig {
                 ..base
             }),
             // the image α starts at the experts' rate, 300× below the
-            // text tower's
-            ImageEncoderConfig::Vit {
+            // text tower's (NF-RegNet-B1's: 10× below)
+            ImageEncoderConfig::NfRegnetB1 {
+                size: EncoderSize::Scaled,
+                checkpoint: Some(_),
+            }
+            | ImageEncoderConfig::Vit {
                 size: EncoderSize::Scaled,
                 checkpoint: Some(_),
             } => Some(EncoderStage2 {
@@ -722,6 +738,29 @@ mod tests {
         let before = c.model.image.pretrained_stage2();
         c.set_image_encoder("convnet").unwrap();
         assert!(before.is_some());
+        assert_eq!(c.distill, profile.distill);
+    }
+
+    #[test]
+    fn pretrained_nf_regnet_b1_takes_its_own_expert_rate_and_bound_and_a_switch_restores_them() {
+        let profile = Config::default_profile();
+        let mut c = Config::default_profile();
+        c.set_image_encoder("nf_regnet_b1").unwrap();
+        assert_eq!(c.own_expert_lr_image(), None);
+        c.model
+            .image
+            .set_checkpoint("nf_regnet_b1-scaled-32px.safetensors".into());
+        assert_eq!(
+            c.own_expert_lr_image(),
+            Some(PRETRAINED_NF_REGNET_B1_EXPERT_LR)
+        );
+        assert!(PRETRAINED_NF_REGNET_B1_EXPERT_LR < profile.experts.lr_image);
+        c.experts.lr_image = PRETRAINED_NF_REGNET_B1_EXPERT_LR;
+        c.switch_encoder_stage2(None).unwrap();
+        assert_eq!(c.distill.max_lr_step, Some(0.1));
+        assert_ne!(c.distill, profile.distill);
+        c.set_image_encoder("convnet").unwrap();
+        assert_eq!(c.experts, profile.experts);
         assert_eq!(c.distill, profile.distill);
     }
 

@@ -221,9 +221,10 @@ pub struct Common {
     /// it with --set model.image.size=… / model.image.checkpoint=…). On the
     /// scenes the NF nets and ViTs start from the weights `vl-distill
     /// pretrain` wrote to data/models/pretrained when they are there (at the
-    /// default profile pretrained nfnet_l0 and vit then take rates of their
-    /// own, which the command prints); from scratch, at the default profile
-    /// the NF nets get the 10 expert epochs they need; efficientnet_lite0 reads data/models/efficientnet-lite0 when
+    /// default profile each pretrained encoder then takes stage-2
+    /// settings of its own, which the command prints); from scratch, at the
+    /// default profile the NF nets get the 10 expert epochs they need;
+    /// efficientnet_lite0 reads data/models/efficientnet-lite0 when
     /// data-scripts/fetch_efficientnet_lite0.sh put it there, and sets
     /// data.norm to its input scaling.
     #[arg(long, value_name = "KIND")]
