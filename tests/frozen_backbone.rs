@@ -170,7 +170,7 @@ fn pixel_gradient_through_the_frozen_backbone_matches_finite_differences() {
     let through = |chunk: Option<usize>| {
         with_graph_gradients(|| {
             matching_gradient_through(
-                &backbone, &model, &theta0, &target, &pixels, &texts, &batches, lr, 1, chunk,
+                &backbone, &model, &theta0, &target, &pixels, &texts, None, &batches, lr, 1, chunk,
             )
         })
         .unwrap()
@@ -197,7 +197,7 @@ fn pixel_gradient_through_the_frozen_backbone_matches_finite_differences() {
     // ℓ(pixels): features through the backbone, then the student's steps
     let ell = |x: &Tensor| -> f64 {
         let f = backbone.features(x).unwrap();
-        let snaps = unroll_forward(&model, &theta0, &f, &texts, &batches, lr, 0)
+        let snaps = unroll_forward(&model, &theta0, &f, &texts, None, &batches, lr, 0)
             .unwrap()
             .snapshots;
         let (li, lt) = matching_loss(snaps.last().unwrap(), &theta0, &target).unwrap();

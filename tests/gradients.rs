@@ -1,7 +1,9 @@
 //! Gradients against central finite differences in f64: InfoNCE, the ConvNet
 //! tower, and stage 2's gradient of the bi-trajectory matching loss through
 //! unrolled SGD steps (`stage2::matching::matching_gradient`, the reverse sweep) with
-//! respect to the synthetic images, text embeddings and log learning rates.
+//! respect to the synthetic images, text embeddings and log learning rates,
+//! and with respect to a learned similarity's factors (LoRS's soft-label
+//! loss) when the student trains against one.
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -16,6 +18,7 @@ use vl_distill::second_order::with_graph_gradients;
 use vl_distill::stage1::sgd::TowerLr;
 use vl_distill::stage2::matching::matching_gradient;
 use vl_distill::stage2::matching::matching_loss;
+use vl_distill::stage2::similarity::LearnedSimilarity;
 use vl_distill::stage2::unroll::{unroll_forward, StepBatch};
 
 /// CPU, or the GPU under `--features cuda` (see `device::for_tests`).
@@ -255,7 +258,7 @@ fn check_second_order_with_steps(m: &TwoTower, text_dim: usize, side: usize, h: 
             image: log_lr[0].exp(),
             text: log_lr[1].exp(),
         };
-        let snaps = unroll_forward(m, &theta0, images, texts, &batches, lr, 0)
+        let snaps = unroll_forward(m, &theta0, images, texts, None, &batches, lr, 0)
             .unwrap()
             .snapshots;
         let (li, lt) = matching_loss(snaps.last().unwrap(), &theta0, &target).unwrap();
@@ -269,7 +272,9 @@ fn check_second_order_with_steps(m: &TwoTower, text_dim: usize, side: usize, h: 
     // step graphs from the forward pass changes no value
     let run = |keep: usize| {
         with_graph_gradients(|| {
-            matching_gradient(m, &theta0, &target, &images, &texts, &batches, lr, keep)
+            matching_gradient(
+                m, &theta0, &target, &images, &texts, None, &batches, lr, keep,
+            )
         })
         .unwrap()
     };
@@ -509,4 +514,177 @@ fn second_order_gradient_through_an_efficientnet_inverted_residual_block() {
     // quotients are off by 3e-4 (5e-4 at h = 3e-6: noise, not the gradient),
     // so single coordinates take h = 1e-4
     check_second_order_with_steps(&tower_with(Box::new(net), 6), 6, 8, 1e-4, 1e-5);
+}
+
+#[test]
+fn soft_label_loss_matches_its_formula_and_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let logits = randn(&mut rng, &[4, 4], 3.0);
+    // soft targets around the identity, one off-diagonal entry above ½
+    let mut y = to_vec(&Tensor::eye(4, DType::F64, &dev()).unwrap());
+    y[1] = 0.7;
+    y[6] = 0.2;
+    y[15] = 0.4;
+    let targets = Tensor::from_vec(y.clone(), (4, 4), &dev()).unwrap();
+    let loss = |l: &Tensor, t: &Tensor| -> f64 {
+        vl_distill::model::loss::soft_label_bce(l, t)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    // the formula, written out: positives (y > ½) and the rest averaged apart
+    let z = to_vec(&logits);
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let (mut pos, mut npos, mut neg, mut nneg) = (0.0, 0.0, 0.0, 0.0);
+    for (zi, yi) in z.iter().zip(&y) {
+        let l = -yi * sig(*zi).ln() - (1.0 - yi) * (1.0 - sig(*zi)).ln();
+        if *yi > 0.5 {
+            pos += l;
+            npos += 1.0;
+        } else {
+            neg += l;
+            nneg += 1.0;
+        }
+    }
+    let expected = 0.5 * (pos / npos + neg / nneg);
+    assert!((loss(&logits, &targets) - expected).abs() < 1e-12);
+    // no overflow far out in the tails
+    let far = (logits.clone() * 100.0).unwrap();
+    assert!(loss(&far, &targets).is_finite());
+    // gradients in the logits and in the targets
+    let vl = Var::from_tensor(&logits).unwrap();
+    let vy = Var::from_tensor(&targets).unwrap();
+    let g = vl_distill::model::loss::soft_label_bce(vl.as_tensor(), vy.as_tensor())
+        .unwrap()
+        .backward()
+        .unwrap();
+    let h = 1e-6;
+    for (var, is_logits) in [(&logits, true), (&targets, false)] {
+        let ad = to_vec(
+            g.get(if is_logits {
+                vl.as_tensor()
+            } else {
+                vy.as_tensor()
+            })
+            .unwrap(),
+        );
+        let fd: Vec<f64> = (0..var.elem_count())
+            .map(|i| {
+                let (p, m) = (perturb(var, i, h), perturb(var, i, -h));
+                if is_logits {
+                    (loss(&p, &targets) - loss(&m, &targets)) / (2.0 * h)
+                } else {
+                    (loss(&logits, &p) - loss(&logits, &m)) / (2.0 * h)
+                }
+            })
+            .collect();
+        let e = rel_err(&ad, &fd);
+        assert!(
+            e < 1e-6,
+            "soft-label loss relative error {e} (logits: {is_logits})"
+        );
+    }
+}
+
+/// The gradient of the matching loss through three student steps that
+/// train against a learned similarity, with respect to its factors (and,
+/// still, the images), against central differences.
+fn check_similarity_gradient(similarity: &LearnedSimilarity) {
+    let m = model(TextTowerConfig::Linear, false, 10);
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let theta0 = m.init(6, &dev(), DType::F64).unwrap();
+    let target = m.init(7, &dev(), DType::F64).unwrap();
+    let images = randn(&mut rng, &[6, 3, 8, 8], 1.0);
+    let texts = randn(&mut rng, &[6, 10], 1.0);
+    let batches: Vec<StepBatch> = [[0u32, 1, 2, 3], [2, 3, 4, 5], [5, 0, 3, 1]]
+        .iter()
+        .zip(11..)
+        .map(|(i, seed)| StepBatch {
+            indices: i.to_vec(),
+            seed,
+        })
+        .collect();
+    let lr = TowerLr {
+        image: 0.3,
+        text: 0.2,
+    };
+    let ell = |s: &LearnedSimilarity, images: &Tensor| -> f64 {
+        let snaps = unroll_forward(&m, &theta0, images, &texts, Some(s), &batches, lr, 0)
+            .unwrap()
+            .snapshots;
+        let (li, lt) = matching_loss(snaps.last().unwrap(), &theta0, &target).unwrap();
+        li + lt
+    };
+    let mg = with_graph_gradients(|| {
+        matching_gradient(
+            &m,
+            &theta0,
+            &target,
+            &images,
+            &texts,
+            Some(similarity),
+            &batches,
+            lr,
+            2,
+        )
+    })
+    .unwrap();
+    assert!((mg.loss_image + mg.loss_text - ell(similarity, &images)).abs() < 1e-12);
+    // the targets change the student: without them the loss differs
+    let plain = unroll_forward(&m, &theta0, &images, &texts, None, &batches, lr, 0)
+        .unwrap()
+        .snapshots;
+    let (pi, pt) = matching_loss(plain.last().unwrap(), &theta0, &target).unwrap();
+    assert!((pi + pt - ell(similarity, &images)).abs() > 1e-6);
+    let grads = mg.grads.similarity.expect("a gradient for the similarity");
+    assert_eq!(grads.len(), similarity.factors().len());
+    let h = 1e-5;
+    for (k, (factor, grad)) in similarity.factors().iter().zip(&grads).enumerate() {
+        let with = |f: Tensor| {
+            let mut fs = similarity.factors().to_vec();
+            fs[k] = f;
+            similarity.with_factors(fs).unwrap()
+        };
+        let dir = randn(&mut rng, factor.dims(), 1.0);
+        let fd = (ell(&with(axpy(factor, &dir, h)), &images)
+            - ell(&with(axpy(factor, &dir, -h)), &images))
+            / (2.0 * h);
+        let ad: f64 = to_vec(grad)
+            .iter()
+            .zip(to_vec(&dir))
+            .map(|(a, b)| a * b)
+            .sum();
+        let e = rel_err(&[ad], &[fd]);
+        assert!(
+            e < 1e-4,
+            "factor {k} direction: relative error {e} ({ad} vs {fd})"
+        );
+        assert!(ad.abs() > 1e-8, "factor {k} gets a gradient");
+    }
+    let gi = to_vec(&mg.grads.images);
+    let dir = randn(&mut rng, images.dims(), 1.0);
+    let fd = (ell(similarity, &axpy(&images, &dir, h)) - ell(similarity, &axpy(&images, &dir, -h)))
+        / (2.0 * h);
+    let ad: f64 = gi.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
+    let e = rel_err(&[ad], &[fd]);
+    assert!(e < 1e-4, "images with a similarity: relative error {e}");
+}
+
+#[test]
+fn second_order_gradient_through_three_steps_against_a_low_rank_similarity() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    // away from the start (R = 0), so that every factor has a gradient
+    let a = (randn(&mut rng, &[6], 0.2) + 1.0).unwrap();
+    let l = randn(&mut rng, &[6, 2], 1.0);
+    let r = randn(&mut rng, &[6, 2], 0.5);
+    let s = LearnedSimilarity::from_factors(vec![a, l, r], Some(3.0 / 2.0)).unwrap();
+    check_similarity_gradient(&s);
+}
+
+#[test]
+fn second_order_gradient_through_three_steps_against_a_full_similarity() {
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    let eye = Tensor::eye(6, DType::F64, &dev()).unwrap();
+    let s = (eye + randn(&mut rng, &[6, 6], 0.3)).unwrap();
+    check_similarity_gradient(&LearnedSimilarity::from_factors(vec![s], None).unwrap());
 }

@@ -37,6 +37,7 @@ impl StepInputs {
                 &self.target,
                 &self.images,
                 &self.texts,
+                None,
                 &self.batches,
                 self.lr,
                 vl_distill::config::DEFAULT_CACHED_STEPS,
@@ -163,9 +164,9 @@ pub fn student_step_seconds(
         text: 0.1,
     };
     let fwd = time(runs, || {
-        unroll_forward(model, theta, &images, &texts, &batches, lr, 0).expect("unroll")
+        unroll_forward(model, theta, &images, &texts, None, &batches, lr, 0).expect("unroll")
     });
-    let snaps = unroll_forward(model, theta, &images, &texts, &batches, lr, 0)?.snapshots;
+    let snaps = unroll_forward(model, theta, &images, &texts, None, &batches, lr, 0)?.snapshots;
     let lambda = snaps[1].detach();
     let rev = with_graph_gradients(|| {
         Ok(time(runs, || {
@@ -175,6 +176,7 @@ pub fn student_step_seconds(
                 Vec::new(),
                 &images,
                 &texts,
+                None,
                 &batches,
                 lr,
                 &lambda,

@@ -21,6 +21,12 @@ pub struct CaptionedImages {
     pub texts: Tensor,
     /// For each caption, the index of its image.
     pub owner: Vec<u32>,
+    /// A learned image–text similarity over the pairs, `[P, P]` (pair rows
+    /// × pair columns; a distilled set's, see
+    /// [`LearnedSimilarity`](crate::stage2::similarity::LearnedSimilarity)):
+    /// when present, students train on the soft-label loss against it
+    /// instead of InfoNCE. `None` for real data.
+    pub similarity: Option<Tensor>,
 }
 
 impl CaptionedImages {
@@ -41,7 +47,32 @@ impl CaptionedImages {
             images,
             texts,
             owner,
+            similarity: None,
         })
+    }
+
+    /// These pairs with a learned similarity `[P, P]` over them, which
+    /// students then train against ([`CaptionedImages::similarity`]).
+    pub fn with_similarity(mut self, similarity: Tensor) -> Result<Self> {
+        let p = self.num_pairs();
+        if similarity.dims() != [p, p] {
+            return Err(Error::Shape(format!(
+                "a similarity over {p} pairs must be {p}×{p}, not {:?}",
+                similarity.dims()
+            )));
+        }
+        self.similarity = Some(similarity);
+        Ok(self)
+    }
+
+    /// The similarity's block of the pairs `idx` (rows and columns in
+    /// `idx`'s order), or `None` without a similarity.
+    pub fn batch_targets(&self, idx: &[u32]) -> Result<Option<Tensor>> {
+        let Some(s) = &self.similarity else {
+            return Ok(None);
+        };
+        let i = Tensor::new(idx, s.device())?;
+        Ok(Some(s.index_select(&i, 0)?.index_select(&i, 1)?))
     }
 
     /// One split of a dataset with its captions' embeddings `texts` (one

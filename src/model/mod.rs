@@ -329,9 +329,24 @@ impl TwoTower {
         e: &Tensor,
         mode: Mode,
     ) -> Result<(Tensor, Tensor)> {
+        self.loss_against(p, x, e, None, mode)
+    }
+
+    /// The student's loss of the batch `x`, `e` and its `[B, B]` logits:
+    /// InfoNCE of matched pairs, or with `targets: [B, B]` (a learned
+    /// image–text similarity, image rows × caption columns) LoRS's
+    /// soft-label loss ([`loss::contrastive_with_logits`]).
+    pub fn loss_against(
+        &self,
+        p: &TowerParams,
+        x: &Tensor,
+        e: &Tensor,
+        targets: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<(Tensor, Tensor)> {
         let fi = self.encode_images(&p.image, x)?;
         let ft = self.encode_texts(&p.text, e, mode)?;
         let scale = self.logit_scale(&p.text, &fi)?;
-        crate::model::loss::info_nce_with_logits(&fi, &ft, &scale)
+        loss::contrastive_with_logits(&fi, &ft, &scale, targets)
     }
 }

@@ -97,9 +97,10 @@ fn update(
     Ok((theta.add_scaled(&v, -lr)?.detach(), v.detach()))
 }
 
-/// One SGD step on the pairs `idx` of `data`; returns the loss before the
-/// step. With `counts`, also records which pairs of the batch were matched
-/// both ways before the step ([`batch_correct`]).
+/// One SGD step on the pairs `idx` of `data` (against their learned
+/// similarity when `data` has one); returns the loss before the step.
+/// With `counts`, also records which pairs of the batch were matched both
+/// ways before the step ([`batch_correct`]).
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_step(
     model: &TwoTower,
@@ -112,10 +113,11 @@ pub fn sgd_step(
     counts: Option<&mut ForgettingCounts>,
 ) -> Result<f64> {
     let (x, e) = data.batch(idx)?;
+    let targets = data.batch_targets(idx)?;
     let (image, _vi) = params.image.to_vars()?;
     let (text, _vt) = params.text.to_vars()?;
     let p = TowerParams { image, text };
-    let (loss, logits) = model.loss_with_logits(&p, &x, &e, Mode::Train { seed })?;
+    let (loss, logits) = model.loss_against(&p, &x, &e, targets.as_ref(), Mode::Train { seed })?;
     if let Some(counts) = counts {
         counts.record(idx, &batch_correct(&logits.detach())?)?;
     }

@@ -12,10 +12,10 @@ use crate::data::CaptionedImages;
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::seeds::derive_seed;
+use crate::seeds::{derive_seed, seeded_normal};
 use crate::stage1::sgd::TowerLr;
 use candle_core::{DType, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use std::collections::HashMap;
@@ -286,21 +286,4 @@ impl DistilledSet {
             (0..self.len() as u32).collect(),
         )
     }
-}
-
-fn seeded_normal(
-    rng: &mut ChaCha8Rng,
-    dims: &[usize],
-    dev: &candle_core::Device,
-) -> Result<Tensor> {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            // Box–Muller
-            let u1: f32 = rng.random_range(f32::EPSILON..1.0);
-            let u2: f32 = rng.random();
-            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-        })
-        .collect();
-    Ok(Tensor::from_vec(v, dims, dev)?)
 }

@@ -376,13 +376,14 @@ impl Distiller {
                 &target,
                 &images,
                 &texts,
+                None,
                 &batches,
                 lr,
                 keep,
                 backbone_chunk,
             ),
             None => matching_gradient(
-                &model, &theta0, &target, &images, &texts, &batches, lr, keep,
+                &model, &theta0, &target, &images, &texts, None, &batches, lr, keep,
             ),
         })?;
         let loss = loss_image + loss_text;

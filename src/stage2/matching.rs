@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::model::{FrozenBackbone, Modality, TowerParams, TwoTower};
 use crate::second_order::detached_backward;
 use crate::stage1::sgd::TowerLr;
+use crate::stage2::similarity::LearnedSimilarity;
 use crate::stage2::unroll::{reverse_sweep, unroll_forward, StepBatch, Unroll, UnrollGrads};
 use candle_core::{Tensor, Var};
 
@@ -38,14 +39,15 @@ pub struct MatchGradient {
     pub loss_text: f64,
     /// Mean contrastive loss of the student steps.
     pub student_loss: f64,
-    /// ∂ℓ/∂(images, texts, log α) through all the student steps.
+    /// ∂ℓ/∂(images, texts, log α, similarity) through all the student steps.
     pub grads: UnrollGrads,
 }
 
 /// The bi-trajectory matching loss ℓ of a student that starts at `theta0`
 /// (an expert's epoch s) and takes one SGD step per batch of `batches` on the
-/// synthetic `images`/`texts` with learning rates `lr`, against `target`
-/// (epoch s + R), and its exact gradient by the reverse sweep. This is the
+/// synthetic `images`/`texts` (against the batch's block of `similarity`
+/// when given) with learning rates `lr`, against `target` (epoch s + R),
+/// and its exact gradient by the reverse sweep. This is the
 /// whole math of one
 /// [`Distiller::step`](crate::stage2::distiller::Distiller::step); it must
 /// run inside
@@ -61,6 +63,7 @@ pub fn matching_gradient(
     target: &TowerParams,
     images: &Tensor,
     texts: &Tensor,
+    similarity: Option<&LearnedSimilarity>,
     batches: &[StepBatch],
     lr: TowerLr,
     keep: usize,
@@ -69,7 +72,7 @@ pub fn matching_gradient(
         snapshots: snaps,
         losses,
         kept,
-    } = unroll_forward(model, theta0, images, texts, batches, lr, keep)?;
+    } = unroll_forward(model, theta0, images, texts, similarity, batches, lr, keep)?;
     let last = snaps.last().expect("N+1 snapshots");
     let (loss_image, loss_text) = matching_loss(last, theta0, target)?;
     // λ_N = ∂ℓ/∂θ̂_N = 2 (θ̂_N − θ*_target) / ‖θ*_start − θ*_target‖², per tower
@@ -77,7 +80,9 @@ pub fn matching_gradient(
         let denom = theta0.get(m).sq_dist(target.get(m))?;
         p.sub(target.get(m))?.scale(2.0 / denom)
     })?;
-    let grads = reverse_sweep(model, &snaps, kept, images, texts, batches, lr, &lambda)?;
+    let grads = reverse_sweep(
+        model, &snaps, kept, images, texts, similarity, batches, lr, &lambda,
+    )?;
     Ok(MatchGradient {
         loss_image,
         loss_text,
@@ -106,6 +111,7 @@ pub fn matching_gradient_through(
     target: &TowerParams,
     pixels: &Tensor,
     texts: &Tensor,
+    similarity: Option<&LearnedSimilarity>,
     batches: &[StepBatch],
     lr: TowerLr,
     keep: usize,
@@ -120,6 +126,7 @@ pub fn matching_gradient_through(
             target,
             &features.detach(),
             texts,
+            similarity,
             batches,
             lr,
             keep,
@@ -129,7 +136,9 @@ pub fn matching_gradient_through(
     };
     let chunk = chunk.max(1);
     let features = backbone.features_chunked(pixels, chunk)?;
-    let mut mg = matching_gradient(model, theta0, target, &features, texts, batches, lr, keep)?;
+    let mut mg = matching_gradient(
+        model, theta0, target, &features, texts, similarity, batches, lr, keep,
+    )?;
     let n = pixels.dim(0)?;
     let mut parts = Vec::with_capacity(n.div_ceil(chunk));
     for i in (0..n).step_by(chunk) {

@@ -1,5 +1,6 @@
 //! Stage 2: distillation by bi-trajectory matching.
 //!
+//! - [`similarity`] — a learned image–text similarity over the synthetic pairs (LoRS);
 //! - [`distilled_set`] — the synthetic pairs and the learned student rates;
 //! - [`unroll`] — the student's SGD steps and the exact reverse sweep through them;
 //! - [`matching`] — the matching loss and its gradient (one iteration's math);
@@ -9,5 +10,6 @@
 pub mod distilled_set;
 pub mod distiller;
 pub mod matching;
+pub mod similarity;
 pub mod spike_clip;
 pub mod unroll;

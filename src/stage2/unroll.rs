@@ -4,10 +4,11 @@
 //! with one learning rate α_t per tower, keeping detached snapshots θ_0…θ_N.
 //!
 //! Reverse sweep (adjoint), given λ_N = ∂ℓ/∂θ_N of any loss ℓ(θ_N): for
-//! n = N−1…0, rebuild step n from leaf variables (θ_n, x̂, ê), take
-//! g = ∇_θ L keeping its graph, and backpropagate
+//! n = N−1…0, rebuild step n from leaf variables (θ_n, x̂, ê, and the
+//! factors ŝ of a learned similarity when the student trains against one),
+//! take g = ∇_θ L keeping its graph, and backpropagate
 //! `s = Σ_t α_t ⟨λ_{n+1,t}, g_t⟩` once. Then
-//! - ∂ℓ/∂x̂ −= ∂s/∂x̂ and ∂ℓ/∂ê −= ∂s/∂ê,
+//! - ∂ℓ/∂x̂ −= ∂s/∂x̂, ∂ℓ/∂ê −= ∂s/∂ê (and ∂ℓ/∂ŝ −= ∂s/∂ŝ),
 //! - ∂ℓ/∂log α_t −= α_t ⟨λ_{n+1,t}, g_t⟩,
 //! - λ_n = λ_{n+1} − ∂s/∂θ_n (a Hessian-vector product).
 //!
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{Mode, ParamSet, TowerParams, TwoTower};
 use crate::second_order::{detached_backward, ensure_graph_gradients, scalar};
 use crate::stage1::sgd::TowerLr;
+use crate::stage2::similarity::LearnedSimilarity;
 use candle_core::{Tensor, Var};
 
 /// One student step's minibatch: indices into the synthetic set and the seed
@@ -46,6 +48,10 @@ pub struct UnrollGrads {
     pub log_lr_text: f64,
     /// ∂ℓ/∂θ_0 (the adjoint at the start).
     pub start: TowerParams,
+    /// ∂ℓ/∂ŝ, one tensor per factor of the learned similarity (in
+    /// [`LearnedSimilarity::factors`]' order), when the student trains
+    /// against one.
+    pub similarity: Option<Vec<Tensor>>,
 }
 
 fn batch_of(t: &Tensor, b: &StepBatch) -> Result<Tensor> {
@@ -57,23 +63,44 @@ fn sgd(theta: &ParamSet, grad: &ParamSet, lr: f64) -> Result<ParamSet> {
     Ok(theta.add_scaled(grad, -lr)?.detach())
 }
 
-/// One plain SGD step of the student on `batch`; returns the new (detached)
-/// parameters and the loss before the step.
+/// The batch's targets built from `factors` (the similarity's, or leaf
+/// variables standing for them), or `None` without a similarity.
+fn targets_of(
+    similarity: Option<&LearnedSimilarity>,
+    factors: Option<&[Var]>,
+    batch: &StepBatch,
+) -> Result<Option<Tensor>> {
+    match (similarity, factors) {
+        (Some(s), Some(vars)) => {
+            let f: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            Ok(Some(s.block_of(&f, &batch.indices)?))
+        }
+        (Some(s), None) => Ok(Some(s.block_of(s.factors(), &batch.indices)?.detach())),
+        _ => Ok(None),
+    }
+}
+
+/// One plain SGD step of the student on `batch` (against the batch's block
+/// of `similarity` when given); returns the new (detached) parameters and
+/// the loss before the step.
 pub fn student_step(
     model: &TwoTower,
     theta: &TowerParams,
     images: &Tensor,
     texts: &Tensor,
+    similarity: Option<&LearnedSimilarity>,
     batch: &StepBatch,
     lr: TowerLr,
 ) -> Result<(TowerParams, f64)> {
     let (image, _vi) = theta.image.to_vars()?;
     let (text, _vt) = theta.text.to_vars()?;
     let p = TowerParams { image, text };
-    let loss = model.loss(
+    let targets = targets_of(similarity, None, batch)?;
+    let (loss, _) = model.loss_against(
         &p,
         &batch_of(&images.detach(), batch)?,
         &batch_of(&texts.detach(), batch)?,
+        targets.as_ref(),
         Mode::Train { seed: batch.seed },
     )?;
     let l = scalar(&loss)?;
@@ -91,17 +118,19 @@ pub struct StepGraph {
     theta: TowerParams,
     images: Var,
     texts: Var,
+    similarity: Option<Vec<Var>>,
     g_img: ParamSet,
     g_txt: ParamSet,
 }
 
-/// Builds step `n`'s graph from leaf variables (θ_n, x̂, ê) and takes
+/// Builds step `n`'s graph from leaf variables (θ_n, x̂, ê, ŝ) and takes
 /// g = ∇_θ L keeping its graph; returns it with the loss.
 fn step_graph(
     model: &TwoTower,
     theta_n: &TowerParams,
     images: &Tensor,
     texts: &Tensor,
+    similarity: Option<&LearnedSimilarity>,
     batch: &StepBatch,
 ) -> Result<(StepGraph, f64)> {
     let (image, _vi) = theta_n.image.to_vars()?;
@@ -109,10 +138,20 @@ fn step_graph(
     let theta = TowerParams { image, text };
     let xv = Var::from_tensor(&images.detach())?;
     let ev = Var::from_tensor(&texts.detach())?;
-    let loss = model.loss(
+    let sv = similarity
+        .map(|s| {
+            s.factors()
+                .iter()
+                .map(|f| Var::from_tensor(&f.detach()))
+                .collect::<candle_core::Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let targets = targets_of(similarity, sv.as_deref(), batch)?;
+    let (loss, _) = model.loss_against(
         &theta,
         &batch_of(xv.as_tensor(), batch)?,
         &batch_of(ev.as_tensor(), batch)?,
+        targets.as_ref(),
         Mode::Train { seed: batch.seed },
     )?;
     let l = scalar(&loss)?;
@@ -124,6 +163,7 @@ fn step_graph(
             theta,
             images: xv,
             texts: ev,
+            similarity: sv,
             g_img,
             g_txt,
         },
@@ -150,11 +190,13 @@ pub struct Unroll {
 /// its activations and gradient graph until the sweep reaches it, so memory
 /// grows with `keep`, never with N beyond it. The values are the same
 /// either way.
+#[allow(clippy::too_many_arguments)]
 pub fn unroll_forward(
     model: &TwoTower,
     theta0: &TowerParams,
     images: &Tensor,
     texts: &Tensor,
+    similarity: Option<&LearnedSimilarity>,
     batches: &[StepBatch],
     lr: TowerLr,
     keep: usize,
@@ -168,10 +210,10 @@ pub fn unroll_forward(
     let mut graphs = Vec::with_capacity(batches.len());
     for (n, b) in batches.iter().enumerate() {
         let (next, l, graph) = if n < first_kept {
-            let (next, l) = student_step(model, &snaps[n], images, texts, b, lr)?;
+            let (next, l) = student_step(model, &snaps[n], images, texts, similarity, b, lr)?;
             (next, l, None)
         } else {
-            let (g, l) = step_graph(model, &snaps[n], images, texts, b)?;
+            let (g, l) = step_graph(model, &snaps[n], images, texts, similarity, b)?;
             let next = TowerParams {
                 image: sgd(&snaps[n].image, &g.g_img.detach(), lr.image)?,
                 text: sgd(&snaps[n].text, &g.g_txt.detach(), lr.text)?,
@@ -207,6 +249,7 @@ pub fn reverse_sweep(
     kept: Vec<Option<StepGraph>>,
     images: &Tensor,
     texts: &Tensor,
+    similarity: Option<&LearnedSimilarity>,
     batches: &[StepBatch],
     lr: TowerLr,
     lambda: &TowerParams,
@@ -233,17 +276,26 @@ pub fn reverse_sweep(
     let mut lam = lambda.detach();
     let mut d_images = images.zeros_like()?;
     let mut d_texts = texts.zeros_like()?;
+    let mut d_sim = similarity
+        .map(|s| {
+            s.factors()
+                .iter()
+                .map(Tensor::zeros_like)
+                .collect::<candle_core::Result<Vec<_>>>()
+        })
+        .transpose()?;
     let (mut d_log_img, mut d_log_txt) = (0.0, 0.0);
     for n in (0..batches.len()).rev() {
         let StepGraph {
             theta,
             images: xv,
             texts: ev,
+            similarity: sv,
             g_img,
             g_txt,
         } = match graphs[n].take() {
             Some(g) => g,
-            None => step_graph(model, &snapshots[n], images, texts, &batches[n])?.0,
+            None => step_graph(model, &snapshots[n], images, texts, similarity, &batches[n])?.0,
         };
         let dot_img = lam.image.dot_tensor(&g_img)?;
         let dot_txt = lam.text.dot_tensor(&g_txt)?;
@@ -258,6 +310,13 @@ pub fn reverse_sweep(
         if let Some(g) = hv.get(ev.as_tensor()) {
             d_texts = (d_texts - g.detach())?;
         }
+        if let (Some(d), Some(vars)) = (d_sim.as_mut(), sv.as_ref()) {
+            for (acc, v) in d.iter_mut().zip(vars) {
+                if let Some(g) = hv.get(v.as_tensor()) {
+                    *acc = (&*acc - g.detach())?;
+                }
+            }
+        }
         let h_img = theta.image.grads_from(&hv)?;
         let h_txt = theta.text.grads_from(&hv)?;
         lam = TowerParams {
@@ -271,5 +330,6 @@ pub fn reverse_sweep(
         log_lr_image: d_log_img,
         log_lr_text: d_log_txt,
         start: lam,
+        similarity: d_sim,
     })
 }
