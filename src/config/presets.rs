@@ -760,7 +760,7 @@ mod tests {
         assert_eq!(c.distill.max_lr_step, Some(0.1));
         assert_ne!(c.distill, profile.distill);
         c.set_image_encoder("convnet").unwrap();
-        assert_eq!(c.experts, profile.experts);
+        assert_eq!(c.experts.lr_image, profile.experts.lr_image);
         assert_eq!(c.distill, profile.distill);
     }
 
