@@ -137,6 +137,13 @@ pub fn distill(mut d: Distiller, name: &str, progress: bool) -> Result<Distiller
             format!(", pixels on Adam (step {})", cfg.lr_images)
         } else {
             String::new()
+        } + &match &cfg.similarity {
+            Some(l) if l.full => format!(", a learned full similarity (LoRS, lr {})", l.lr),
+            Some(l) => format!(
+                ", a learned rank-{} similarity (LoRS, alpha {}, lr {})",
+                l.rank, l.alpha, l.lr
+            ),
+            None => String::new(),
         },
         if d.iteration > 0 {
             format!(", resuming at iteration {}", d.iteration)
@@ -358,8 +365,13 @@ pub fn evaluate_pairs(
     } else {
         "fresh students"
     };
+    let against = if pairs.similarity.is_some() {
+        ", trained against the set's learned similarity"
+    } else {
+        ""
+    };
     log_line(&format!(
-        "eval {label}: {n} pairs, {} seeds, {setting}, {tested} (α image {:.4}, text {:.4})",
+        "eval {label}: {n} pairs, {} seeds, {setting}, {tested} (α image {:.4}, text {:.4}){against}",
         c.num_seeds, lr.image, lr.text
     ));
     let mut ev = setting.evaluator(exp, pairs, lr, Split::Test);

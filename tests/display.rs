@@ -16,6 +16,7 @@ use vl_distill::display::{
 use vl_distill::experiment::Experiment;
 use vl_distill::stage1::sgd::TowerLr;
 use vl_distill::stage2::distilled_set::DistilledSet;
+use vl_distill::stage2::similarity::LearnedSimilarity;
 
 /// A picture whose every pixel differs from its neighbours (so a misplaced
 /// or misscaled tile shows), with all channels ≥ 128 (so no pixel of it is dark).
@@ -393,6 +394,34 @@ fn export_writes_a_png_per_pair_and_the_pairs_own_captions() {
     assert!(md.contains(&format!("1.000 {}", index.items[0].nearest[0].caption)));
     assert_eq!(md.matches("![pair ").count(), m);
 
+    assert!(index.items.iter().all(|i| i.partners.is_empty()));
+
+    // with a learned similarity, each pair lists its strongest partners
+    let mut linked = set.clone();
+    let mut s = vec![vec![0f32; m]; m];
+    for (i, row) in s.iter_mut().enumerate() {
+        row[i] = 1.0;
+        row[(i + 3) % m] = 0.8;
+        row[(i + 5) % m] = 0.3;
+    }
+    let s = Tensor::new(s, &Device::Cpu).unwrap();
+    linked.similarity = Some(LearnedSimilarity::from_factors(vec![s], None).unwrap());
+    let with = export_distilled(&linked, &exp, &out, 2).unwrap();
+    for (i, item) in with.index.items.iter().enumerate() {
+        let got: Vec<(usize, f32)> = item
+            .partners
+            .iter()
+            .map(|p| (p.pair, p.similarity))
+            .collect();
+        assert_eq!(
+            got,
+            vec![((i + 3) % m, 0.8), ((i + 5) % m, 0.3)],
+            "pair {i}"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("index.md")).unwrap();
+    assert!(md.contains("learned partners: 3 (0.80), 5 (0.30)"), "{md}");
+
     // a smaller set exported again into the same folder leaves no old pairs
     let small = real_set(&exp, 2);
     export_distilled(&small, &exp, &out, 1).unwrap();
@@ -426,6 +455,7 @@ fn distilled_grid_captions_each_pair_with_its_nearest_real_caption() {
         image_encoder: None,
         space: Default::default(),
         backbone: None,
+        similarity: None,
     };
     let grid = distilled_grid(&many, &exp, "many").unwrap();
     assert_eq!(grid.len(), 100);

@@ -2,6 +2,7 @@
 //! modality, and bad settings give clear errors.
 
 use vl_distill::config::{Config, InitKind};
+use vl_distill::evaluate::protocol::Evaluator;
 use vl_distill::experiment::Experiment;
 use vl_distill::stage1::expert::ExpertTrainer;
 use vl_distill::stage1::sgd::TowerLr;
@@ -482,4 +483,123 @@ fn adam_on_the_pixels() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("adam") && err.contains("lr_images"), "{err}");
+}
+
+/// `distill.similarity` (LoRS): the set starts with S = I and learns the
+/// factors with the rest (the matching loss still falls); the set's file
+/// and the checkpoint keep them, so a resumed run equals an uninterrupted
+/// one bit for bit; students trained on the set's pairs see the matrix;
+/// bad settings are refused.
+#[test]
+fn a_learned_similarity_moves_is_saved_and_resumes_bit_identically() {
+    let (exp, trajs) = setup(&[
+        r#"distill.similarity={"rank":4}"#,
+        "distill.iterations=5",
+        "distill.checkpoint_every=2",
+    ]);
+    let fresh = Distiller::new(&exp, trajs.clone()).unwrap();
+    let s0 = fresh.set.similarity.clone().expect("a similarity");
+    let m0 = s0.matrix().unwrap().to_vec2::<f32>().unwrap();
+    for (i, row) in m0.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            assert_eq!(*v, if i == j { 1.0 } else { 0.0 }, "S starts at I");
+        }
+    }
+    let pairs = exp.config.distill.pairs;
+    let floats_plain = fresh.set.images.elem_count() + fresh.set.texts.elem_count() + 2;
+    assert_eq!(fresh.set.num_floats(), floats_plain + pairs * (1 + 2 * 4));
+
+    let whole = tempfile::tempdir().unwrap();
+    let mut a = Distiller::new(&exp, trajs.clone())
+        .unwrap()
+        .with_checkpoint(whole.path().join("ckpt.safetensors"))
+        .unwrap();
+    a.run().unwrap();
+    let gs: Vec<_> = a.history.iter().map(|r| r.grad_norm_similarity).collect();
+    assert!(gs.iter().all(|g| g.unwrap() > 0.0), "{gs:?}");
+    let s = a.set.similarity.clone().unwrap();
+    let moved: f32 = s
+        .matrix()
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
+        .iter()
+        .flatten()
+        .zip(m0.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .sum();
+    assert!(moved > 0.0, "the similarity learns");
+
+    let parts = tempfile::tempdir().unwrap();
+    let c = interrupted_after_3_steps_then_resumed(&exp, &trajs, &parts.path().join("c.st"));
+    let sc = c.set.similarity.clone().unwrap();
+    for (x, y) in s.factors().iter().zip(sc.factors()) {
+        let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(
+            d.to_scalar::<f32>().unwrap(),
+            0.0,
+            "resumed = uninterrupted"
+        );
+    }
+    assert_eq!(
+        (&a.set.images - &c.set.images)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+
+    // the set's file keeps the factors; its pairs carry the matrix
+    let file = whole.path().join("set.safetensors");
+    a.set.save(&file).unwrap();
+    let back = DistilledSet::load(&file, &candle_core::Device::Cpu).unwrap();
+    let sb = back.similarity.clone().expect("loaded with its similarity");
+    assert_eq!(sb.low_rank_scale(), s.low_rank_scale());
+    assert_eq!(
+        sb.matrix().unwrap().to_vec2::<f32>().unwrap(),
+        s.matrix().unwrap().to_vec2::<f32>().unwrap()
+    );
+    let training = back.training_pairs(&exp).unwrap();
+    let block = training.batch_targets(&[0, 2]).unwrap().unwrap();
+    let m = s.matrix().unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(
+        block.to_vec2::<f32>().unwrap(),
+        vec![vec![m[0][0], m[0][2]], vec![m[2][0], m[2][2]]]
+    );
+    // students train against it: the same pairs without it train others
+    let lr = back.lr();
+    let without = {
+        let mut p = training.clone();
+        p.similarity = None;
+        p
+    };
+    let with = Evaluator::for_small_set(&exp, training, lr).run().unwrap();
+    let plain_students = Evaluator::for_small_set(&exp, without, lr).run().unwrap();
+    assert_ne!(with.mean.values(), plain_students.mean.values());
+
+    // a plain set's pairs carry none
+    let plain = Distiller::new(&variant(&exp, &["distill.similarity=null"]), trajs)
+        .unwrap()
+        .set;
+    assert!(plain.similarity.is_none());
+    assert!(plain.as_pairs().unwrap().similarity.is_none());
+
+    // bad settings
+    let mut bad = exp.config.clone();
+    let e = bad
+        .apply_overrides(&[r#"distill.similarity={"rank":0}"#])
+        .unwrap_err();
+    assert!(e.to_string().contains("distill.similarity.rank"), "{e}");
+    let e = bad
+        .apply_overrides(&[r#"distill.similarity={"rank":2,"lr":-1}"#])
+        .unwrap_err();
+    assert!(e.to_string().contains("lr >= 0"), "{e}");
+    let e = bad
+        .apply_overrides(&[r#"distill.similarity={"rnak":2}"#])
+        .unwrap_err();
+    assert!(e.to_string().contains("rnak"), "{e}");
 }

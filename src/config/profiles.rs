@@ -109,6 +109,7 @@ impl Config {
                 pixel_optimizer: PixelOptimizer::Sgd,
                 clip_spikes: None,
                 backbone_chunk: None,
+                similarity: None,
             },
         }
     }

@@ -264,6 +264,20 @@ impl Config {
         if d.backbone_chunk == Some(0) {
             return bad("distill.backbone_chunk must be > 0 (or unset)".into());
         }
+        if let Some(l) = &d.similarity {
+            if !l.full && (l.rank == 0 || l.rank > d.pairs) {
+                return bad(format!(
+                    "distill.similarity.rank = {}: between 1 and distill.pairs ({})",
+                    l.rank, d.pairs
+                ));
+            }
+            if !l.alpha.is_finite() || l.lr.is_nan() || l.lr < 0.0 {
+                return bad(format!(
+                    "distill.similarity: alpha must be finite and lr >= 0 (got alpha {}, lr {})",
+                    l.alpha, l.lr
+                ));
+            }
+        }
         if d.lr_features.is_nan() || d.lr_features < 0.0 {
             return bad("distill.lr_features must be >= 0".into());
         }

@@ -9,7 +9,9 @@
 //!   [`auto_scale`]) so it is viewable;
 //! - `index.json`: an [`ExportIndex`] (per pair: its file and its `k`
 //!   nearest real train captions with cosine and the file name of the
-//!   captioned image; the learned learning rates of the set);
+//!   captioned image, and, for a set with a learned similarity, its `k`
+//!   strongest partners among the other pairs; the learned learning rates
+//!   of the set);
 //! - `index.md`: the same as a Markdown table with the images inline.
 //!
 //! [`distilled_grid`] draws the pairs in one [`ImageGrid`] captioned with the
@@ -117,6 +119,19 @@ pub struct ExportedPair {
     pub file: String,
     /// The nearest real train captions, best first.
     pub nearest: Vec<NearestCaption>,
+    /// For a set with a learned similarity (LoRS): the other pairs this
+    /// one is most similar to, strongest first; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<Partner>,
+}
+
+/// Another pair of the set and its learned similarity to this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partner {
+    /// Index of the other pair.
+    pub pair: usize,
+    /// The learned similarity (the matrix entry of this pair's row).
+    pub similarity: f32,
 }
 
 /// What `index.json` of an export holds.
@@ -214,6 +229,10 @@ pub fn export_distilled(
     let scale = auto_scale(w as u32, h as u32, MIN_TILE);
     let nearest = nearest_captions(&set.texts, &exp.train.texts, k)?;
     let (captions, files) = train_captions(exp)?;
+    let partners = match &set.similarity {
+        Some(s) => s.strongest_partners(k)?,
+        None => vec![Vec::new(); m],
+    };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let norm = &exp.config.data.norm;
     let mut items = Vec::with_capacity(m);
@@ -234,6 +253,10 @@ pub fn export_distilled(
                     cosine,
                     image: files[c].to_string(),
                 })
+                .collect(),
+            partners: partners[j]
+                .iter()
+                .map(|&(pair, similarity)| Partner { pair, similarity })
                 .collect(),
         });
     }
@@ -328,12 +351,18 @@ fn markdown(index: &ExportIndex) -> String {
                 )
             })
             .collect();
+        let mut cell = near.join("<br>");
+        if !item.partners.is_empty() {
+            let partners: Vec<String> = item
+                .partners
+                .iter()
+                .map(|p| format!("{} ({:.2})", p.pair, p.similarity))
+                .collect();
+            cell.push_str(&format!("<br>learned partners: {}", partners.join(", ")));
+        }
         s.push_str(&format!(
             "| {} | ![pair {}]({}) | {} |\n",
-            item.pair,
-            item.pair,
-            item.file,
-            near.join("<br>")
+            item.pair, item.pair, item.file, cell
         ));
     }
     s

@@ -328,6 +328,7 @@ mod tests {
             seconds: 1.0,
             grad_scale_images: 1.0,
             grad_scale_texts: 1.0,
+            grad_norm_similarity: None,
         };
         let reports: Vec<DistillReport> = (0..5).map(|i| report(i, 2.0 - 0.3 * i as f64)).collect();
         let m = LinePlot::matching_loss(&reports);

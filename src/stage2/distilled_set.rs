@@ -1,6 +1,7 @@
 //! [`DistilledSet`]: the M synthetic pairs (pixels and text embeddings in
-//! the frozen encoder's space) and the student's learned learning rates;
-//! initialised from real pairs or noise, saved and loaded as safetensors.
+//! the frozen encoder's space), the student's learned learning rates and,
+//! with LoRS, a learned similarity over the pairs; initialised from real
+//! pairs or noise, saved and loaded as safetensors.
 //!
 //! With a frozen backbone a set may instead hold that backbone's
 //! (standardised) features ([`SynthSpace::Features`]); its file then names
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::seeds::{derive_seed, seeded_normal};
 use crate::stage1::sgd::TowerLr;
+use crate::stage2::similarity::LearnedSimilarity;
 use candle_core::{DType, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -43,6 +45,10 @@ pub struct DistilledSet {
     /// ([`FrozenBackbone::id`](crate::model::FrozenBackbone::id): name and
     /// weights digest).
     pub backbone: Option<String>,
+    /// The learned image–text similarity over the pairs (LoRS,
+    /// `distill.similarity`), which students train against; `None` for the
+    /// paper's sets.
+    pub similarity: Option<LearnedSimilarity>,
 }
 
 impl DistilledSet {
@@ -128,6 +134,7 @@ impl DistilledSet {
             image_encoder: Some(exp.config.model.image.architecture()),
             space,
             backbone,
+            similarity: None,
         })
     }
 
@@ -140,7 +147,32 @@ impl DistilledSet {
             (Some(b), SynthSpace::Pixels) => b.features_chunked(&self.images, 64)?,
             _ => self.images.clone(),
         };
-        CaptionedImages::new(images, self.texts.clone(), (0..self.len() as u32).collect())
+        self.with_similarity(CaptionedImages::new(
+            images,
+            self.texts.clone(),
+            (0..self.len() as u32).collect(),
+        )?)
+    }
+
+    /// `pairs` with this set's learned similarity attached, when it has one.
+    fn with_similarity(&self, pairs: CaptionedImages) -> Result<CaptionedImages> {
+        match &self.similarity {
+            Some(s) => pairs.with_similarity(s.matrix()?.detach()),
+            None => Ok(pairs),
+        }
+    }
+
+    /// Floats the set stores: pixels (or features), text embeddings, the
+    /// two learned rates and the similarity's factors. Sets compared "at
+    /// equal storage" hold about as many floats.
+    pub fn num_floats(&self) -> usize {
+        self.images.elem_count()
+            + self.texts.elem_count()
+            + 2
+            + self
+                .similarity
+                .as_ref()
+                .map_or(0, LearnedSimilarity::num_floats)
     }
 
     /// The learning rates for students of `exp`'s encoders trained on this
@@ -220,13 +252,19 @@ impl DistilledSet {
         }
     }
 
-    /// Writes the set to a safetensors file (tensors `images`, `texts`; the
-    /// learned learning rates in the header), atomically.
+    /// Writes the set to a safetensors file (tensors `images`, `texts` and
+    /// the similarity's factors `similarity_0`, …; the learned learning
+    /// rates and the similarity's form in the header), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let map = HashMap::from([
+        let mut map = HashMap::from([
             ("images".to_string(), self.images.clone()),
             ("texts".to_string(), self.texts.clone()),
         ]);
+        if let Some(s) = &self.similarity {
+            for (k, f) in s.factors().iter().enumerate() {
+                map.insert(format!("similarity_{k}"), f.clone());
+            }
+        }
         let meta = serde_json::json!({
             "log_lr_image": self.log_lr_image,
             "log_lr_text": self.log_lr_text,
@@ -235,6 +273,10 @@ impl DistilledSet {
             "image_encoder": self.image_encoder,
             "space": self.space,
             "backbone": self.backbone,
+            "similarity": self.similarity.as_ref().map(|s| serde_json::json!({
+                "factors": s.factors().len(),
+                "low_rank_scale": s.low_rank_scale(),
+            })),
         });
         crate::io::save_tensors(path, &map, &meta.to_string())
     }
@@ -253,7 +295,22 @@ impl DistilledSet {
             map.remove(k)
                 .ok_or_else(|| Error::bad_file(path, format!("no tensor {k:?}")))
         };
+        let similarity = match meta.get("similarity") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => {
+                let count = v.get("factors").and_then(|c| c.as_u64()).unwrap_or(0);
+                let factors = (0..count)
+                    .map(|k| take(&format!("similarity_{k}")))
+                    .collect::<Result<Vec<_>>>()?;
+                let scale = v.get("low_rank_scale").and_then(|c| c.as_f64());
+                Some(
+                    LearnedSimilarity::from_factors(factors, scale)
+                        .map_err(|e| Error::bad_file(path, format!("bad similarity: {e}")))?,
+                )
+            }
+        };
         let set = DistilledSet {
+            similarity,
             images: take("images")?,
             texts: take("texts")?,
             log_lr_image: lr("log_lr_image")?,
@@ -275,15 +332,24 @@ impl DistilledSet {
         if set.images.dim(0)? != set.texts.dim(0)? {
             return Err(Error::bad_file(path, "images and texts differ in count"));
         }
+        if let Some(s) = &set.similarity {
+            if s.pairs() != set.len() {
+                return Err(Error::bad_file(
+                    path,
+                    format!("a similarity over {} pairs for {}", s.pairs(), set.len()),
+                ));
+            }
+        }
         Ok(set)
     }
 
-    /// The set as training pairs (pair j = image j with text j).
+    /// The set as training pairs (pair j = image j with text j), with its
+    /// learned similarity when it has one.
     pub fn as_pairs(&self) -> Result<CaptionedImages> {
-        CaptionedImages::new(
+        self.with_similarity(CaptionedImages::new(
             self.images.clone(),
             self.texts.clone(),
             (0..self.len() as u32).collect(),
-        )
+        )?)
     }
 }

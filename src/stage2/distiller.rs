@@ -29,6 +29,7 @@ use crate::stage1::sgd::TowerLr;
 use crate::stage1::trajectory::Trajectory;
 use crate::stage2::distilled_set::DistilledSet;
 use crate::stage2::matching::{matching_gradient, matching_gradient_through, MatchGradient};
+use crate::stage2::similarity::LearnedSimilarity;
 use crate::stage2::spike_clip::spike_scale;
 use crate::stage2::unroll::{StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
@@ -75,6 +76,9 @@ pub struct DistillReport {
     /// The same for ∂ℓ/∂ê.
     #[serde(default = "unclipped")]
     pub grad_scale_texts: f64,
+    /// ‖∂ℓ/∂ŝ‖ over the learned similarity's factors, when the set has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm_similarity: Option<f64>,
 }
 
 fn unclipped() -> f64 {
@@ -98,6 +102,9 @@ impl std::fmt::Display for DistillReport {
             self.start_epoch,
             self.seconds
         )?;
+        if let Some(g) = self.grad_norm_similarity {
+            write!(f, ", |g| similarity {g:.2e}")?;
+        }
         if self.grad_scale_images < 1.0 || self.grad_scale_texts < 1.0 {
             write!(
                 f,
@@ -109,15 +116,16 @@ impl std::fmt::Display for DistillReport {
     }
 }
 
-/// State of the three outer optimisers: the momentum (SGD) or first
-/// moment (Adam) of the images, Adam's second moment of the pixels, the
-/// texts' and the log learning rates' momentum.
+/// State of the outer optimisers: the momentum (SGD) or first moment
+/// (Adam) of the images, Adam's second moment of the pixels, the texts',
+/// the log learning rates' and the similarity factors' momentum.
 #[derive(Debug, Clone, Default)]
 struct OuterMomentum {
     images: Option<Tensor>,
     texts: Option<Tensor>,
     images_sq: Option<Tensor>,
     log_lr: [f64; 2],
+    similarity: Option<Vec<Tensor>>,
 }
 
 /// Adam's β₁, β₂ and ε ([`PixelOptimizer::Adam`]).
@@ -215,7 +223,7 @@ impl Distiller {
         }
         check_experts(exp, &experts, need)?;
         let lr = TowerLr::from(&exp.config.experts);
-        let set = DistilledSet::init_in(
+        let mut set = DistilledSet::init_in(
             exp,
             cfg.space,
             cfg.pairs,
@@ -224,6 +232,15 @@ impl Distiller {
             lr,
             exp.config.seed,
         )?;
+        if let Some(lors) = &cfg.similarity {
+            let seed = derive_seed(exp.config.seed, "distill-similarity", &[]);
+            set.similarity = Some(LearnedSimilarity::from_config(
+                lors,
+                set.len(),
+                seed,
+                set.images.device(),
+            )?);
+        }
         let fingerprint = fingerprint(exp, &cfg, &experts);
         let pixels = set.space == SynthSpace::Pixels;
         let pixel_range = match cfg.clamp_pixels && pixels {
@@ -289,6 +306,16 @@ impl Distiller {
         self.momentum.images = take("momentum_images").ok();
         self.momentum.texts = take("momentum_texts").ok();
         self.momentum.images_sq = take("adam_second_moment_images").ok();
+        if let Some(s) = &self.set.similarity {
+            let count = s.factors().len();
+            let factors = (0..count)
+                .map(|k| take(&format!("similarity_{k}")))
+                .collect::<Result<Vec<_>>>()?;
+            self.set.similarity = Some(s.with_factors(factors)?);
+            self.momentum.similarity = (0..count)
+                .map(|k| take(&format!("momentum_similarity_{k}")).ok())
+                .collect();
+        }
         self.set.log_lr_image = meta.log_lr[0];
         self.set.log_lr_text = meta.log_lr[1];
         self.momentum.log_lr = meta.momentum_log_lr;
@@ -311,6 +338,14 @@ impl Distiller {
         }
         if let Some(v) = &self.momentum.images_sq {
             map.insert("adam_second_moment_images".into(), v.clone());
+        }
+        if let Some(s) = &self.set.similarity {
+            for (k, f) in s.factors().iter().enumerate() {
+                map.insert(format!("similarity_{k}"), f.clone());
+            }
+        }
+        for (k, m) in self.momentum.similarity.iter().flatten().enumerate() {
+            map.insert(format!("momentum_similarity_{k}"), m.clone());
         }
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
@@ -360,6 +395,7 @@ impl Distiller {
         let keep = self.cfg.cached_steps;
         let model = self.model.clone();
         let (images, texts) = (self.set.images.clone(), self.set.texts.clone());
+        let similarity = self.set.similarity.clone();
         let backbone = self.backbone.clone();
         let backbone_chunk = self.cfg.backbone_chunk;
         let MatchGradient {
@@ -376,14 +412,22 @@ impl Distiller {
                 &target,
                 &images,
                 &texts,
-                None,
+                similarity.as_ref(),
                 &batches,
                 lr,
                 keep,
                 backbone_chunk,
             ),
             None => matching_gradient(
-                &model, &theta0, &target, &images, &texts, None, &batches, lr, keep,
+                &model,
+                &theta0,
+                &target,
+                &images,
+                &texts,
+                similarity.as_ref(),
+                &batches,
+                lr,
+                keep,
             ),
         })?;
         let loss = loss_image + loss_text;
@@ -392,7 +436,16 @@ impl Distiller {
             .all(|v| v.is_finite());
         let gi = grads.images.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
         let gt = grads.texts.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
-        if !finite || !gi.is_finite() || !gt.is_finite() {
+        let gs = match &grads.similarity {
+            Some(g) => Some(
+                g.iter()
+                    .map(|t| Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()? as f64))
+                    .sum::<Result<f64>>()?
+                    .sqrt(),
+            ),
+            None => None,
+        };
+        if !finite || !gi.is_finite() || !gt.is_finite() || gs.is_some_and(|g| !g.is_finite()) {
             return Err(Error::NonFinite {
                 step: format!("distillation iteration {it}"),
                 what: format!("matching loss {loss} or its gradient"),
@@ -419,8 +472,13 @@ impl Distiller {
         let finite = |t: &Tensor| -> Result<bool> {
             Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()?.is_finite())
         };
+        let similarity_finite = match &set.similarity {
+            Some(s) => s.factors().iter().map(finite).collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
         if !finite(&set.images)?
             || !finite(&set.texts)?
+            || similarity_finite.contains(&false)
             || !set.log_lr_image.is_finite()
             || !set.log_lr_text.is_finite()
         {
@@ -448,6 +506,7 @@ impl Distiller {
             seconds: start.elapsed().as_secs_f64(),
             grad_scale_images,
             grad_scale_texts,
+            grad_norm_similarity: gs,
         };
         self.history.push(report.clone());
         if let Some(path) = &self.checkpoint {
@@ -498,6 +557,20 @@ impl Distiller {
             let v = velocity(&mom.texts, &grads.texts)?;
             set.texts = (&set.texts - (&v * self.cfg.lr_texts)?)?.detach();
             mom.texts = Some(v);
+        }
+        if let (Some(s), Some(g), Some(lors)) =
+            (&set.similarity, &grads.similarity, &self.cfg.similarity)
+        {
+            let old = mom.similarity.take();
+            let mut factors = Vec::with_capacity(g.len());
+            let mut velocities = Vec::with_capacity(g.len());
+            for (k, (f, gk)) in s.factors().iter().zip(g).enumerate() {
+                let v = velocity(&old.as_ref().map(|o| o[k].clone()), gk)?;
+                factors.push((f - (&v * lors.lr)?)?.detach());
+                velocities.push(v);
+            }
+            set.similarity = Some(s.with_factors(factors)?);
+            mom.similarity = Some(velocities);
         }
         let m = &mut mom.log_lr;
         m[0] = mu * m[0] + grads.log_lr_image;

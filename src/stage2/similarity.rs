@@ -16,6 +16,7 @@
 //! targets are built from them inside the student's step graph, so the
 //! reverse sweep yields their gradient with the pixels' and texts'.
 
+use crate::config::LorsConfig;
 use crate::error::{Error, Result};
 use crate::seeds::seeded_normal;
 use candle_core::{DType, Device, Tensor};
@@ -56,6 +57,16 @@ impl LearnedSimilarity {
             factors: vec![a, l, r],
             low_rank_scale: Some(alpha / rank as f64),
         })
+    }
+
+    /// The form `cfg` asks for over `pairs` pairs, at `S = I` (the low-rank
+    /// form's `L` drawn from `seed`).
+    pub fn from_config(cfg: &LorsConfig, pairs: usize, seed: u64, device: &Device) -> Result<Self> {
+        if cfg.full {
+            Self::full(pairs, device)
+        } else {
+            Self::low_rank(pairs, cfg.rank, cfg.alpha, seed, device)
+        }
     }
 
     /// The full form over `pairs` pairs, at `S = I`.
@@ -151,6 +162,30 @@ impl LearnedSimilarity {
         self.block_of(&self.factors, &all)
     }
 
+    /// For each pair, the `k` other pairs it is most similar to (the largest
+    /// off-diagonal entries of its row), strongest first, with their values.
+    pub fn strongest_partners(&self, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+        let m = self
+            .matrix()?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
+        Ok(m.iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let mut others: Vec<(usize, f32)> = row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(j, &v)| (j, v))
+                    .collect();
+                others.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                others.truncate(k);
+                others
+            })
+            .collect())
+    }
+
     /// The factors in `dtype` (the student's precision).
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         let factors = self
@@ -205,6 +240,23 @@ mod tests {
         assert!(
             m[0][1].abs() > 1e-3,
             "the low-rank part shows off the diagonal"
+        );
+    }
+
+    #[test]
+    fn strongest_partners_are_the_largest_off_diagonal_entries() {
+        let dev = Device::Cpu;
+        let m = Tensor::new(
+            &[[5.0f32, 0.1, 0.7], [0.2, 5.0, -0.3], [0.4, 0.9, 5.0]],
+            &dev,
+        )
+        .unwrap();
+        let s = LearnedSimilarity::from_factors(vec![m], None).unwrap();
+        let p = s.strongest_partners(1).unwrap();
+        assert_eq!(p, vec![vec![(2, 0.7)], vec![(0, 0.2)], vec![(1, 0.9)]]);
+        assert_eq!(
+            s.strongest_partners(5).unwrap()[1],
+            vec![(0, 0.2), (2, -0.3)]
         );
     }
 
