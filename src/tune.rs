@@ -3,7 +3,7 @@
 //!
 //! Every candidate is a set of `distill.*` values (the pixel, text and
 //! learning-rate learning rates, the student steps and the last start
-//! epoch). Rung 0 distils every candidate for a few iterations and scores
+//! epoch, and with `distill.similarity` the similarity's rate). Rung 0 distils every candidate for a few iterations and scores
 //! students trained on each set by their recall on the **validation**
 //! split; the best third go on to a rung three times as long (their
 //! distillers continue where they stopped, which is what a longer run would
@@ -11,7 +11,7 @@
 //! `distill.iterations`. The test split is never read: it is kept for the
 //! number reported once with the winner.
 
-use crate::config::{Config, DistillConfig, SynthSpace};
+use crate::config::{Config, DistillConfig, LorsConfig, SynthSpace};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::evaluate::protocol::Evaluator;
@@ -64,6 +64,9 @@ pub struct Candidate {
     pub syn_steps: usize,
     /// `distill.max_start_epoch`.
     pub max_start_epoch: usize,
+    /// `distill.similarity.lr`, when the set learns a similarity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_similarity: Option<f64>,
 }
 
 impl Candidate {
@@ -78,6 +81,7 @@ impl Candidate {
             lr_lr: cfg.lr_lr,
             syn_steps: cfg.syn_steps,
             max_start_epoch: cfg.max_start_epoch,
+            lr_similarity: cfg.similarity.map(|l| l.lr),
         }
     }
 
@@ -87,6 +91,10 @@ impl Candidate {
             SynthSpace::Pixels => (self.lr_images, cfg.lr_features),
             SynthSpace::Features => (cfg.lr_images, self.lr_images),
         };
+        let similarity = match (cfg.similarity, self.lr_similarity) {
+            (Some(l), Some(lr)) => Some(LorsConfig { lr, ..l }),
+            (l, _) => l,
+        };
         DistillConfig {
             lr_images,
             lr_features,
@@ -94,6 +102,7 @@ impl Candidate {
             lr_lr: self.lr_lr,
             syn_steps: self.syn_steps,
             max_start_epoch: self.max_start_epoch,
+            similarity,
             ..cfg.clone()
         }
     }
@@ -105,12 +114,17 @@ impl std::fmt::Display for Candidate {
             f,
             "lr_images {:<7} lr_texts {:<7} lr_lr {:<7} syn_steps {:<3} max_start_epoch {}",
             self.lr_images, self.lr_texts, self.lr_lr, self.syn_steps, self.max_start_epoch
-        )
+        )?;
+        if let Some(lr) = self.lr_similarity {
+            write!(f, " lr_similarity {lr}")?;
+        }
+        Ok(())
     }
 }
 
 /// The grid around `cfg`: each learning rate (the synthetic images' rate
-/// of `cfg`'s space) at a third, once and three times its value, `syn_steps` once and twice, and `max_start_epoch`
+/// of `cfg`'s space, and the similarity's when the set learns one) at a
+/// third, once and three times its value, `syn_steps` once and twice, and `max_start_epoch`
 /// from 1 to the last start the experts' `expert_epochs` epochs allow
 /// (`expert_epochs_done` recorded epochs), at most three values. The
 /// configuration's own candidate comes first.
@@ -126,19 +140,26 @@ pub fn grid(cfg: &DistillConfig, expert_epochs_done: usize) -> Vec<Candidate> {
         }
     }
     let own = Candidate::of(cfg);
+    let similarity: Vec<Option<f64>> = match own.lr_similarity {
+        Some(lr) => rates(lr).into_iter().map(Some).collect(),
+        None => vec![None],
+    };
     let mut out = Vec::new();
     for lr_images in rates(own.lr_images) {
         for lr_texts in rates(cfg.lr_texts) {
             for lr_lr in rates(cfg.lr_lr) {
                 for syn_steps in [cfg.syn_steps, 2 * cfg.syn_steps] {
                     for &max_start_epoch in &starts {
-                        out.push(Candidate {
-                            lr_images,
-                            lr_texts,
-                            lr_lr,
-                            syn_steps,
-                            max_start_epoch,
-                        });
+                        for &lr_similarity in &similarity {
+                            out.push(Candidate {
+                                lr_images,
+                                lr_texts,
+                                lr_lr,
+                                syn_steps,
+                                max_start_epoch,
+                                lr_similarity,
+                            });
+                        }
                     }
                 }
             }
@@ -321,5 +342,19 @@ mod tests {
         let applied = g[1].apply(&features);
         assert_eq!(applied.lr_features, g[1].lr_images);
         assert_eq!(applied.lr_images, cfg.lr_images);
+        // without a learned similarity no candidate has its rate; with one,
+        // the grid is three times as large and sets it
+        assert!(grid(&cfg, 4).iter().all(|c| c.lr_similarity.is_none()));
+        let lors = DistillConfig {
+            similarity: Some(LorsConfig::default()),
+            ..cfg.clone()
+        };
+        let g = grid(&lors, 4);
+        assert_eq!(g.len(), 3 * grid(&cfg, 4).len());
+        assert_eq!(g[0].apply(&lors), lors);
+        let third = g.iter().find(|c| c.lr_similarity == Some(3.33)).unwrap();
+        assert_eq!(third.apply(&lors).similarity.unwrap().lr, 3.33);
+        assert_eq!(third.apply(&lors).similarity.unwrap().rank, 10);
+        assert!(third.to_string().contains("lr_similarity 3.33"));
     }
 }

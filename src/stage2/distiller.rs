@@ -89,7 +89,7 @@ impl std::fmt::Display for DistillReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "iter {}: match {:.4} (img {:.4}, txt {:.4}), α img {:.4} txt {:.4}, |g| img {:.2e} txt {:.2e}, expert {} from epoch {} ({:.1} s)",
+            "iter {}: match {:.4} (img {:.4}, txt {:.4}), α img {:.4} txt {:.4}, |g| img {:.2e} txt {:.2e}",
             self.iteration,
             self.loss,
             self.loss_image,
@@ -98,13 +98,15 @@ impl std::fmt::Display for DistillReport {
             self.lr_text,
             self.grad_norm_images,
             self.grad_norm_texts,
-            self.expert,
-            self.start_epoch,
-            self.seconds
         )?;
         if let Some(g) = self.grad_norm_similarity {
-            write!(f, ", |g| similarity {g:.2e}")?;
+            write!(f, " similarity {g:.2e}")?;
         }
+        write!(
+            f,
+            ", expert {} from epoch {} ({:.1} s)",
+            self.expert, self.start_epoch, self.seconds
+        )?;
         if self.grad_scale_images < 1.0 || self.grad_scale_texts < 1.0 {
             write!(
                 f,
