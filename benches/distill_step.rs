@@ -2,7 +2,8 @@
 //! profile: `syn_steps` student SGD steps on the 100 synthetic pairs, the
 //! bi-trajectory matching loss, and its exact gradient by the reverse sweep
 //! (everything [`Distiller::step`](vl_distill::stage2::distiller::Distiller::step)
-//! does but the cheap update of the set).
+//! does but the cheap update of the set), plain and with a learned
+//! similarity (LoRS).
 //!
 //! `cargo bench --bench distill_step`. Peak memory is measured by
 //! `cargo bench --bench distill_memory` (one process per size).
@@ -29,6 +30,16 @@ fn outer_step(c: &mut Criterion) {
             cfg.distill.pairs
         ),
         |b| b.iter(|| s.gradient().expect("step")),
+    );
+    // the same step whose students train against a learned similarity
+    // (LoRS, rank 10): the soft-label loss and the factors' gradient
+    let lors = common::step_inputs_with_similarity(&cfg, n).expect("inputs");
+    group.bench_function(
+        format!(
+            "outer step, default profile + LoRS rank 10 ({} pairs, {n} steps)",
+            cfg.distill.pairs
+        ),
+        |b| b.iter(|| lors.gradient().expect("step")),
     );
     group.finish();
 }

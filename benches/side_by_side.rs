@@ -158,6 +158,7 @@ fn read_outer_input(
         batches: batches_from(map)?,
         lr,
         model,
+        similarity: None,
     })
 }
 

@@ -14,6 +14,7 @@ use vl_distill::second_order::with_graph_gradients;
 use vl_distill::stage1::sgd::TowerLr;
 use vl_distill::stage2::matching::matching_gradient;
 use vl_distill::stage2::matching::MatchGradient;
+use vl_distill::stage2::similarity::LearnedSimilarity;
 use vl_distill::stage2::unroll::StepBatch;
 
 /// Everything [`vl_distill::stage2::matching::matching_gradient`] takes.
@@ -25,6 +26,8 @@ pub struct StepInputs {
     pub texts: Tensor,
     pub batches: Vec<StepBatch>,
     pub lr: TowerLr,
+    /// A learned similarity the students train against (LoRS), or none.
+    pub similarity: Option<LearnedSimilarity>,
 }
 
 impl StepInputs {
@@ -37,7 +40,7 @@ impl StepInputs {
                 &self.target,
                 &self.images,
                 &self.texts,
-                None,
+                self.similarity.as_ref(),
                 &self.batches,
                 self.lr,
                 vl_distill::config::DEFAULT_CACHED_STEPS,
@@ -83,7 +86,27 @@ pub fn step_inputs(cfg: &Config, syn_steps: usize) -> vl_distill::Result<StepInp
         texts,
         batches,
         lr,
+        similarity: None,
     })
+}
+
+/// [`step_inputs`] whose students train against a learned similarity of
+/// `cfg.distill.similarity`'s form (its defaults when unset), its factors
+/// moved off the identity as after some iterations.
+pub fn step_inputs_with_similarity(
+    cfg: &Config,
+    syn_steps: usize,
+) -> vl_distill::Result<StepInputs> {
+    let mut s = step_inputs(cfg, syn_steps)?;
+    let lors = cfg.distill.similarity.unwrap_or_default();
+    let fresh = LearnedSimilarity::from_config(&lors, cfg.distill.pairs, 0, &Device::Cpu)?;
+    let moved = fresh
+        .factors()
+        .iter()
+        .map(|f| Ok((f + f.randn_like(0.0, 0.1)?)?))
+        .collect::<vl_distill::Result<Vec<_>>>()?;
+    s.similarity = Some(fresh.with_factors(moved)?);
+    Ok(s)
 }
 
 /// Peak resident memory of this process in MiB: `VmHWM` of
