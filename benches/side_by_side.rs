@@ -209,6 +209,7 @@ fn batches_from(map: &HashMap<String, Tensor>) -> candle_core::Result<Vec<StepBa
         .map(|(i, row)| StepBatch {
             indices: row.into_iter().map(|x| x as u32).collect(),
             seed: i as u64,
+            blend: None,
         })
         .collect())
 }

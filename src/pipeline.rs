@@ -144,6 +144,9 @@ pub fn distill(mut d: Distiller, name: &str, progress: bool) -> Result<Distiller
                 l.rank, l.alpha, l.lr
             ),
             None => String::new(),
+        } + &match &cfg.blend {
+            Some(b) => format!(", blended students (RepBlend, alpha {})", b.alpha),
+            None => String::new(),
         },
         if d.iteration > 0 {
             format!(", resuming at iteration {}", d.iteration)

@@ -603,3 +603,57 @@ fn a_learned_similarity_moves_is_saved_and_resumes_bit_identically() {
         .unwrap_err();
     assert!(e.to_string().contains("rnak"), "{e}");
 }
+
+/// `distill.blend` (RepBlend): the students of the matching blend their
+/// pairs, so the first iteration's matching loss differs from the plain
+/// one's on the same draws; the loss still falls over the run, a resumed
+/// run equals an uninterrupted one, and a bad alpha is refused.
+#[test]
+fn blended_students_match_differently_resume_exactly_and_refuse_a_bad_alpha() {
+    let (exp, trajs) = setup(&[
+        r#"distill.blend={"alpha":1.0}"#,
+        "distill.iterations=12",
+        "distill.checkpoint_every=2",
+    ]);
+    let plain = variant(&exp, &["distill.blend=null"]);
+    let first_plain = Distiller::new(&plain, trajs.clone())
+        .unwrap()
+        .step()
+        .unwrap();
+    let mut d = Distiller::new(&exp, trajs.clone()).unwrap();
+    d.run().unwrap();
+    let first = &d.history[0];
+    assert_eq!(
+        (first.expert, first.start_epoch),
+        (first_plain.expert, first_plain.start_epoch)
+    );
+    assert_ne!(
+        first.loss, first_plain.loss,
+        "blending changes the students"
+    );
+    let losses: Vec<f64> = d.history.iter().map(|r| r.loss).collect();
+    let head = losses[..4].iter().sum::<f64>() / 4.0;
+    let tail = losses[losses.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(tail < head, "matching loss must fall: {losses:?}");
+
+    let short = variant(&exp, &["distill.iterations=5"]);
+    let whole = Distiller::new(&short, trajs.clone())
+        .unwrap()
+        .run()
+        .unwrap()
+        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let c = interrupted_after_3_steps_then_resumed(&short, &trajs, &dir.path().join("c.st"));
+    for (x, y) in [(&whole.images, &c.set.images), (&whole.texts, &c.set.texts)] {
+        let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    let mut bad = exp.config.clone();
+    for alpha in ["0", "-1"] {
+        let e = bad
+            .apply_overrides(&[format!(r#"distill.blend={{"alpha":{alpha}}}"#)])
+            .unwrap_err();
+        assert!(e.to_string().contains("distill.blend.alpha"), "{e}");
+    }
+}

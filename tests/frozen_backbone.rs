@@ -156,10 +156,12 @@ fn pixel_gradient_through_the_frozen_backbone_matches_finite_differences() {
         StepBatch {
             indices: vec![0, 1, 2, 3],
             seed: 11,
+            blend: None,
         },
         StepBatch {
             indices: vec![2, 3, 4, 5],
             seed: 12,
+            blend: None,
         },
     ];
     let lr = TowerLr {

@@ -19,7 +19,7 @@ use vl_distill::stage1::sgd::TowerLr;
 use vl_distill::stage2::matching::matching_gradient;
 use vl_distill::stage2::matching::matching_loss;
 use vl_distill::stage2::similarity::LearnedSimilarity;
-use vl_distill::stage2::unroll::{unroll_forward, StepBatch};
+use vl_distill::stage2::unroll::{unroll_forward, Blend, StepBatch};
 
 /// CPU, or the GPU under `--features cuda` (see `device::for_tests`).
 fn dev() -> Device {
@@ -240,14 +240,17 @@ fn check_second_order_with_steps(m: &TwoTower, text_dim: usize, side: usize, h: 
         StepBatch {
             indices: vec![0, 1, 2, 3],
             seed: 11,
+            blend: None,
         },
         StepBatch {
             indices: vec![2, 3, 4, 5],
             seed: 12,
+            blend: None,
         },
         StepBatch {
             indices: vec![5, 0, 3, 1],
             seed: 13,
+            blend: None,
         },
     ];
     let log_lr = [(0.3f64).ln(), (0.2f64).ln()];
@@ -588,57 +591,92 @@ fn soft_label_loss_matches_its_formula_and_finite_differences() {
 
 /// The gradient of the matching loss through three student steps that
 /// train against a learned similarity, with respect to its factors (and,
-/// still, the images), against central differences.
+/// still, the images and texts), against central differences.
 fn check_similarity_gradient(similarity: &LearnedSimilarity) {
+    check_option_gradients(Some(similarity), false)
+}
+
+/// Three student steps with the stage-2 options: against a learned
+/// similarity when given, with the pairs blended (RepBlend) when `blend`.
+/// The gradient of the matching loss in the images, the texts and the
+/// similarity's factors against central differences.
+fn check_option_gradients(similarity: Option<&LearnedSimilarity>, blend: bool) {
     let m = model(TextTowerConfig::Linear, false, 10);
     let mut rng = ChaCha8Rng::seed_from_u64(31);
     let theta0 = m.init(6, &dev(), DType::F64).unwrap();
     let target = m.init(7, &dev(), DType::F64).unwrap();
     let images = randn(&mut rng, &[6, 3, 8, 8], 1.0);
     let texts = randn(&mut rng, &[6, 10], 1.0);
+    let partners = [[1u32, 0, 3, 2], [2, 3, 1, 0], [3, 2, 0, 1]];
     let batches: Vec<StepBatch> = [[0u32, 1, 2, 3], [2, 3, 4, 5], [5, 0, 3, 1]]
         .iter()
         .zip(11..)
-        .map(|(i, seed)| StepBatch {
+        .zip(partners)
+        .map(|((i, seed), partner)| StepBatch {
             indices: i.to_vec(),
             seed,
+            blend: blend.then(|| Blend {
+                lambda: 0.3 + 0.1 * (seed - 11) as f64,
+                partner: partner.to_vec(),
+            }),
         })
         .collect();
     let lr = TowerLr {
         image: 0.3,
         text: 0.2,
     };
-    let ell = |s: &LearnedSimilarity, images: &Tensor| -> f64 {
-        let snaps = unroll_forward(&m, &theta0, images, &texts, Some(s), &batches, lr, 0)
+    let ell3 = |s: Option<&LearnedSimilarity>, images: &Tensor, texts: &Tensor| -> f64 {
+        let snaps = unroll_forward(&m, &theta0, images, texts, s, &batches, lr, 0)
             .unwrap()
             .snapshots;
         let (li, lt) = matching_loss(snaps.last().unwrap(), &theta0, &target).unwrap();
         li + lt
     };
+    let ell = |s: &LearnedSimilarity, images: &Tensor| ell3(Some(s), images, &texts);
     let mg = with_graph_gradients(|| {
         matching_gradient(
-            &m,
-            &theta0,
-            &target,
-            &images,
-            &texts,
-            Some(similarity),
-            &batches,
-            lr,
-            2,
+            &m, &theta0, &target, &images, &texts, similarity, &batches, lr, 2,
         )
     })
     .unwrap();
-    assert!((mg.loss_image + mg.loss_text - ell(similarity, &images)).abs() < 1e-12);
-    // the targets change the student: without them the loss differs
-    let plain = unroll_forward(&m, &theta0, &images, &texts, None, &batches, lr, 0)
+    assert!((mg.loss_image + mg.loss_text - ell3(similarity, &images, &texts)).abs() < 1e-12);
+    let h = 1e-5;
+    // images and texts along random directions
+    let gi = to_vec(&mg.grads.images);
+    let dir = randn(&mut rng, images.dims(), 1.0);
+    let fd = (ell3(similarity, &axpy(&images, &dir, h), &texts)
+        - ell3(similarity, &axpy(&images, &dir, -h), &texts))
+        / (2.0 * h);
+    let ad: f64 = gi.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
+    let e = rel_err(&[ad], &[fd]);
+    assert!(e < 1e-4, "images: relative error {e} ({ad} vs {fd})");
+    let gt = to_vec(&mg.grads.texts);
+    let dir = randn(&mut rng, texts.dims(), 1.0);
+    let fd = (ell3(similarity, &images, &axpy(&texts, &dir, h))
+        - ell3(similarity, &images, &axpy(&texts, &dir, -h)))
+        / (2.0 * h);
+    let ad: f64 = gt.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
+    let e = rel_err(&[ad], &[fd]);
+    assert!(e < 1e-4, "texts: relative error {e} ({ad} vs {fd})");
+    // the option changes the student: without it the loss differs
+    let plain_batches: Vec<StepBatch> = batches
+        .iter()
+        .map(|b| StepBatch {
+            blend: None,
+            ..b.clone()
+        })
+        .collect();
+    let plain = unroll_forward(&m, &theta0, &images, &texts, None, &plain_batches, lr, 0)
         .unwrap()
         .snapshots;
     let (pi, pt) = matching_loss(plain.last().unwrap(), &theta0, &target).unwrap();
-    assert!((pi + pt - ell(similarity, &images)).abs() > 1e-6);
+    assert!((pi + pt - ell3(similarity, &images, &texts)).abs() > 1e-6);
+    let Some(similarity) = similarity else {
+        assert!(mg.grads.similarity.is_none());
+        return;
+    };
     let grads = mg.grads.similarity.expect("a gradient for the similarity");
     assert_eq!(grads.len(), similarity.factors().len());
-    let h = 1e-5;
     for (k, (factor, grad)) in similarity.factors().iter().zip(&grads).enumerate() {
         let with = |f: Tensor| {
             let mut fs = similarity.factors().to_vec();
@@ -661,13 +699,6 @@ fn check_similarity_gradient(similarity: &LearnedSimilarity) {
         );
         assert!(ad.abs() > 1e-8, "factor {k} gets a gradient");
     }
-    let gi = to_vec(&mg.grads.images);
-    let dir = randn(&mut rng, images.dims(), 1.0);
-    let fd = (ell(similarity, &axpy(&images, &dir, h)) - ell(similarity, &axpy(&images, &dir, -h)))
-        / (2.0 * h);
-    let ad: f64 = gi.iter().zip(to_vec(&dir)).map(|(a, b)| a * b).sum();
-    let e = rel_err(&[ad], &[fd]);
-    assert!(e < 1e-4, "images with a similarity: relative error {e}");
 }
 
 #[test]
@@ -679,6 +710,21 @@ fn second_order_gradient_through_three_steps_against_a_low_rank_similarity() {
     let r = randn(&mut rng, &[6, 2], 0.5);
     let s = LearnedSimilarity::from_factors(vec![a, l, r], Some(3.0 / 2.0)).unwrap();
     check_similarity_gradient(&s);
+}
+
+#[test]
+fn second_order_gradient_through_three_blended_steps() {
+    check_option_gradients(None, true);
+}
+
+#[test]
+fn second_order_gradient_through_three_blended_steps_against_a_low_rank_similarity() {
+    let mut rng = ChaCha8Rng::seed_from_u64(47);
+    let a = (randn(&mut rng, &[6], 0.2) + 1.0).unwrap();
+    let l = randn(&mut rng, &[6, 2], 1.0);
+    let r = randn(&mut rng, &[6, 2], 0.5);
+    let s = LearnedSimilarity::from_factors(vec![a, l, r], Some(1.5)).unwrap();
+    check_option_gradients(Some(&s), true);
 }
 
 #[test]

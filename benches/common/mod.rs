@@ -71,6 +71,7 @@ pub fn step_inputs(cfg: &Config, syn_steps: usize) -> vl_distill::Result<StepInp
             StepBatch {
                 indices: idx,
                 seed: i as u64,
+                blend: None,
             }
         })
         .collect();
@@ -181,6 +182,7 @@ pub fn student_step_seconds(
     let batches = vec![StepBatch {
         indices: (0..m as u32).collect(),
         seed: 1,
+        blend: None,
     }];
     let lr = TowerLr {
         image: 0.1,

@@ -110,6 +110,7 @@ impl Config {
                 clip_spikes: None,
                 backbone_chunk: None,
                 similarity: None,
+                blend: None,
             },
         }
     }

@@ -694,6 +694,42 @@ pub struct DistillConfig {
     /// loss instead of InfoNCE. `None` (the default): the paper's method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity: Option<LorsConfig>,
+    /// RepBlend's representation blending ([`BlendConfig`]): in every
+    /// unrolled student step of the matching, the pairs of the batch are
+    /// mixed with each other. `None` (the default): no blending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend: Option<BlendConfig>,
+}
+
+/// Representation blending of RepBlend (Zhang et al., NeurIPS 2025),
+/// `distill.blend` in a config: in each unrolled student step of the
+/// matching, a weight λ ~ Beta(alpha, alpha) and a random partner for each
+/// pair of the batch are drawn, and each pair's student input (pixels for
+/// an encoder that trains, backbone features for a frozen one) and text
+/// embedding become λ times its own plus (1 − λ) times its partner's; the
+/// targets (InfoNCE's identity or a learned similarity) stay. Against the
+/// collapse of the synthetic pairs onto a few directions. Only the
+/// distillation's students blend: students trained on the finished set for
+/// evaluation do not, as in the authors' evaluation loop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlendConfig {
+    /// The Beta distribution's parameter (1, the authors' default: λ
+    /// uniform in [0, 1]).
+    #[serde(default = "default_blend_alpha")]
+    pub alpha: f64,
+}
+
+fn default_blend_alpha() -> f64 {
+    1.0
+}
+
+impl Default for BlendConfig {
+    fn default() -> Self {
+        BlendConfig {
+            alpha: default_blend_alpha(),
+        }
+    }
 }
 
 /// The learned similarity of LoRS (Xu et al., ICML 2024), `distill.similarity`

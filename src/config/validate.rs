@@ -264,6 +264,14 @@ impl Config {
         if d.backbone_chunk == Some(0) {
             return bad("distill.backbone_chunk must be > 0 (or unset)".into());
         }
+        if let Some(b) = &d.blend {
+            if !(b.alpha.is_finite() && b.alpha > 0.0) {
+                return bad(format!(
+                    "distill.blend.alpha = {}: the Beta distribution's parameter must be > 0",
+                    b.alpha
+                ));
+            }
+        }
         if let Some(l) = &d.similarity {
             if !l.full && (l.rank == 0 || l.rank > d.pairs) {
                 return bad(format!(

@@ -31,11 +31,12 @@ use crate::stage2::distilled_set::DistilledSet;
 use crate::stage2::matching::{matching_gradient, matching_gradient_through, MatchGradient};
 use crate::stage2::similarity::LearnedSimilarity;
 use crate::stage2::spike_clip::spike_scale;
-use crate::stage2::unroll::{StepBatch, UnrollGrads};
+use crate::stage2::unroll::{Blend, StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -365,18 +366,35 @@ impl Distiller {
         self.iteration >= self.cfg.iterations
     }
 
-    fn batches(&self, rng: &mut ChaCha8Rng) -> Vec<StepBatch> {
+    fn batches(&self, rng: &mut ChaCha8Rng) -> Result<Vec<StepBatch>> {
         let m = self.set.len();
         let b = self.cfg.batch_syn.unwrap_or(m);
+        let beta =
+            match &self.cfg.blend {
+                Some(cfg) => Some(Beta::new(cfg.alpha, cfg.alpha).map_err(|e| {
+                    Error::Config(format!("distill.blend.alpha = {}: {e}", cfg.alpha))
+                })?),
+                None => None,
+            };
         (0..self.cfg.syn_steps)
             .map(|_| {
                 let mut idx: Vec<u32> = (0..m as u32).collect();
                 idx.shuffle(rng);
                 idx.truncate(b);
-                StepBatch {
+                let seed = rng.random();
+                let blend = beta.as_ref().map(|beta| {
+                    let mut partner: Vec<u32> = (0..idx.len() as u32).collect();
+                    partner.shuffle(rng);
+                    Blend {
+                        lambda: beta.sample(rng),
+                        partner,
+                    }
+                });
+                Ok(StepBatch {
                     indices: idx,
-                    seed: rng.random(),
-                }
+                    seed,
+                    blend,
+                })
             })
             .collect()
     }
@@ -389,7 +407,7 @@ impl Distiller {
             ChaCha8Rng::seed_from_u64(derive_seed(self.seed, "distill-iter", &[it as u64]));
         let k = rng.random_range(0..self.experts.len());
         let s = rng.random_range(0..self.cfg.max_start_epoch);
-        let batches = self.batches(&mut rng);
+        let batches = self.batches(&mut rng)?;
         let traj = &self.experts[k];
         let theta0 = traj.epoch(s)?.clone();
         let target = traj.epoch(s + self.cfg.expert_epochs)?.clone();

@@ -25,14 +25,55 @@ use crate::stage1::sgd::TowerLr;
 use crate::stage2::similarity::LearnedSimilarity;
 use candle_core::{Tensor, Var};
 
-/// One student step's minibatch: indices into the synthetic set and the seed
-/// of its dropout masks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One student step's minibatch: indices into the synthetic set, the seed
+/// of its dropout masks and, with representation blending, how its rows
+/// are mixed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepBatch {
     /// Rows of the synthetic images / texts used by this step.
     pub indices: Vec<u32>,
     /// Seed of this step's stochastic layers.
     pub seed: u64,
+    /// RepBlend's blending of this step's pairs, or `None`.
+    pub blend: Option<Blend>,
+}
+
+/// Representation blending (RepBlend, Zhang et al., NeurIPS 2025) of one
+/// student step: row i of the batch's student inputs (images or backbone
+/// features) and of its text embeddings becomes `λ·row i + (1 − λ)·row
+/// partner[i]`, the same λ and partner for both modalities, so that pair i
+/// still matches pair i and the targets stay as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blend {
+    /// The weight λ of each row's own values.
+    pub lambda: f64,
+    /// For each row of the batch, the row (of the batch) mixed into it.
+    pub partner: Vec<u32>,
+}
+
+impl Blend {
+    /// `x: [B, …]` blended: `λ x + (1 − λ) x[partner]`.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if self.partner.len() != x.dim(0)? {
+            return Err(Error::Shape(format!(
+                "a blend of {} rows for a batch of {}",
+                self.partner.len(),
+                x.dim(0)?
+            )));
+        }
+        let idx = Tensor::new(self.partner.as_slice(), x.device())?;
+        let other = x.index_select(&idx, 0)?;
+        Ok(((x * self.lambda)? + (other * (1.0 - self.lambda))?)?)
+    }
+}
+
+/// The batch's rows of `t`, blended when the batch says so.
+fn student_input(t: &Tensor, b: &StepBatch) -> Result<Tensor> {
+    let rows = batch_of(t, b)?;
+    match &b.blend {
+        Some(blend) => blend.apply(&rows),
+        None => Ok(rows),
+    }
 }
 
 /// Gradients of ℓ with respect to everything the unroll depends on.
@@ -98,8 +139,8 @@ pub fn student_step(
     let targets = targets_of(similarity, None, batch)?;
     let (loss, _) = model.loss_against(
         &p,
-        &batch_of(&images.detach(), batch)?,
-        &batch_of(&texts.detach(), batch)?,
+        &student_input(&images.detach(), batch)?,
+        &student_input(&texts.detach(), batch)?,
         targets.as_ref(),
         Mode::Train { seed: batch.seed },
     )?;
@@ -149,8 +190,8 @@ fn step_graph(
     let targets = targets_of(similarity, sv.as_deref(), batch)?;
     let (loss, _) = model.loss_against(
         &theta,
-        &batch_of(xv.as_tensor(), batch)?,
-        &batch_of(ev.as_tensor(), batch)?,
+        &student_input(xv.as_tensor(), batch)?,
+        &student_input(ev.as_tensor(), batch)?,
         targets.as_ref(),
         Mode::Train { seed: batch.seed },
     )?;
@@ -332,4 +373,26 @@ pub fn reverse_sweep(
         start: lam,
         similarity: d_sim,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_blend_mixes_each_row_with_its_partner_and_checks_the_batch() {
+        let x = Tensor::new(&[[1.0f32, 0.0], [0.0, 2.0], [4.0, 4.0]], &Device::Cpu).unwrap();
+        let b = Blend {
+            lambda: 0.75,
+            partner: vec![1, 2, 0],
+        };
+        let y = b.apply(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(y, vec![vec![0.75, 0.5], vec![1.0, 2.5], vec![3.25, 3.0]]);
+        let short = Blend {
+            lambda: 0.5,
+            partner: vec![1, 0],
+        };
+        assert!(short.apply(&x).is_err());
+    }
 }
