@@ -127,32 +127,31 @@ pub fn distill(mut d: Distiller, name: &str, progress: bool) -> Result<Distiller
     }
     let t = Instant::now();
     let adam = d.set.space == SynthSpace::Pixels && cfg.pixel_optimizer == PixelOptimizer::Adam;
+    let mut options = Vec::new();
+    if adam {
+        options.push(format!("pixels on Adam (step {})", cfg.lr_images));
+    }
+    match &cfg.similarity {
+        Some(l) if l.full => options.push(format!("a learned full similarity (LoRS, lr {})", l.lr)),
+        Some(l) => options.push(format!(
+            "a learned rank-{} similarity (LoRS, alpha {}, lr {})",
+            l.rank, l.alpha, l.lr
+        )),
+        None => {}
+    }
+    if let Some(b) = &cfg.blend {
+        options.push(format!("blended students (RepBlend, alpha {})", b.alpha));
+    }
+    if d.iteration > 0 {
+        options.push(format!("resuming at iteration {}", d.iteration));
+    }
+    let options: String = options.iter().map(|o| format!(", {o}")).collect();
     log_line(&format!(
-        "{name}: {} pairs, {} iterations × {} student steps, {} experts{}{}{place}",
+        "{name}: {} pairs, {} iterations × {} student steps, {} experts{options}{place}",
         cfg.pairs,
         cfg.iterations,
         cfg.syn_steps,
         d.num_experts(),
-        if adam {
-            format!(", pixels on Adam (step {})", cfg.lr_images)
-        } else {
-            String::new()
-        } + &match &cfg.similarity {
-            Some(l) if l.full => format!(", a learned full similarity (LoRS, lr {})", l.lr),
-            Some(l) => format!(
-                ", a learned rank-{} similarity (LoRS, alpha {}, lr {})",
-                l.rank, l.alpha, l.lr
-            ),
-            None => String::new(),
-        } + &match &cfg.blend {
-            Some(b) => format!(", blended students (RepBlend, alpha {})", b.alpha),
-            None => String::new(),
-        },
-        if d.iteration > 0 {
-            format!(", resuming at iteration {}", d.iteration)
-        } else {
-            String::new()
-        }
     ));
     d = d.with_progress(progress);
     if progress {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::seeds::{derive_seed, seeded_normal};
 use crate::stage1::sgd::TowerLr;
-use crate::stage2::similarity::LearnedSimilarity;
+use crate::stage2::similarity::{factor_key, LearnedSimilarity};
 use candle_core::{DType, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -261,9 +261,7 @@ impl DistilledSet {
             ("texts".to_string(), self.texts.clone()),
         ]);
         if let Some(s) = &self.similarity {
-            for (k, f) in s.factors().iter().enumerate() {
-                map.insert(format!("similarity_{k}"), f.clone());
-            }
+            s.insert_factors(&mut map);
         }
         let meta = serde_json::json!({
             "log_lr_image": self.log_lr_image,
@@ -300,7 +298,7 @@ impl DistilledSet {
             Some(v) => {
                 let count = v.get("factors").and_then(|c| c.as_u64()).unwrap_or(0);
                 let factors = (0..count)
-                    .map(|k| take(&format!("similarity_{k}")))
+                    .map(|k| take(&factor_key(k as usize)))
                     .collect::<Result<Vec<_>>>()?;
                 let scale = v.get("low_rank_scale").and_then(|c| c.as_f64());
                 Some(

@@ -29,7 +29,7 @@ use crate::stage1::sgd::TowerLr;
 use crate::stage1::trajectory::Trajectory;
 use crate::stage2::distilled_set::DistilledSet;
 use crate::stage2::matching::{matching_gradient, matching_gradient_through, MatchGradient};
-use crate::stage2::similarity::LearnedSimilarity;
+use crate::stage2::similarity::{factor_key, LearnedSimilarity};
 use crate::stage2::spike_clip::spike_scale;
 use crate::stage2::unroll::{Blend, StepBatch, UnrollGrads};
 use candle_core::{DType, Tensor};
@@ -129,6 +129,11 @@ struct OuterMomentum {
     images_sq: Option<Tensor>,
     log_lr: [f64; 2],
     similarity: Option<Vec<Tensor>>,
+}
+
+/// ‖t‖² (f32 tensors), infinite or NaN when any value is.
+fn sq_norm(t: &Tensor) -> Result<f64> {
+    Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()? as f64)
 }
 
 /// Adam's β₁, β₂ and ε ([`PixelOptimizer::Adam`]).
@@ -312,11 +317,11 @@ impl Distiller {
         if let Some(s) = &self.set.similarity {
             let count = s.factors().len();
             let factors = (0..count)
-                .map(|k| take(&format!("similarity_{k}")))
+                .map(|k| take(&factor_key(k)))
                 .collect::<Result<Vec<_>>>()?;
             self.set.similarity = Some(s.with_factors(factors)?);
             self.momentum.similarity = (0..count)
-                .map(|k| take(&format!("momentum_similarity_{k}")).ok())
+                .map(|k| take(&format!("momentum_{}", factor_key(k))).ok())
                 .collect();
         }
         self.set.log_lr_image = meta.log_lr[0];
@@ -343,12 +348,10 @@ impl Distiller {
             map.insert("adam_second_moment_images".into(), v.clone());
         }
         if let Some(s) = &self.set.similarity {
-            for (k, f) in s.factors().iter().enumerate() {
-                map.insert(format!("similarity_{k}"), f.clone());
-            }
+            s.insert_factors(&mut map);
         }
         for (k, m) in self.momentum.similarity.iter().flatten().enumerate() {
-            map.insert(format!("momentum_similarity_{k}"), m.clone());
+            map.insert(format!("momentum_{}", factor_key(k)), m.clone());
         }
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
@@ -454,15 +457,10 @@ impl Distiller {
         let finite = [loss, grads.log_lr_image, grads.log_lr_text]
             .iter()
             .all(|v| v.is_finite());
-        let gi = grads.images.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
-        let gt = grads.texts.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt() as f64;
+        let gi = sq_norm(&grads.images)?.sqrt();
+        let gt = sq_norm(&grads.texts)?.sqrt();
         let gs = match &grads.similarity {
-            Some(g) => Some(
-                g.iter()
-                    .map(|t| Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()? as f64))
-                    .sum::<Result<f64>>()?
-                    .sqrt(),
-            ),
+            Some(g) => Some(g.iter().map(sq_norm).sum::<Result<f64>>()?.sqrt()),
             None => None,
         };
         if !finite || !gi.is_finite() || !gt.is_finite() || gs.is_some_and(|g| !g.is_finite()) {
@@ -489,19 +487,10 @@ impl Distiller {
             grads.texts = (&grads.texts * grad_scale_texts)?;
         }
         let (set, momentum) = self.updated(&grads)?;
-        let finite = |t: &Tensor| -> Result<bool> {
-            Ok(t.sqr()?.sum_all()?.to_scalar::<f32>()?.is_finite())
-        };
-        let similarity_finite = match &set.similarity {
-            Some(s) => s.factors().iter().map(finite).collect::<Result<Vec<_>>>()?,
-            None => Vec::new(),
-        };
-        if !finite(&set.images)?
-            || !finite(&set.texts)?
-            || similarity_finite.contains(&false)
-            || !set.log_lr_image.is_finite()
-            || !set.log_lr_text.is_finite()
-        {
+        let factors = set.similarity.iter().flat_map(|s| s.factors());
+        let moved = [&set.images, &set.texts].into_iter().chain(factors);
+        let all_finite = moved.map(sq_norm).sum::<Result<f64>>()?.is_finite();
+        if !all_finite || !set.log_lr_image.is_finite() || !set.log_lr_text.is_finite() {
             return Err(Error::NonFinite {
                 step: format!("distillation iteration {it}"),
                 what: "the update of the distilled set (learning rate too high?); not applied"

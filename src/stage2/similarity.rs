@@ -22,6 +22,12 @@ use crate::seeds::seeded_normal;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+/// The name of factor `k` in a file: `similarity_0`, `similarity_1`, …
+pub fn factor_key(k: usize) -> String {
+    format!("similarity_{k}")
+}
 
 /// The learned similarity of N distilled pairs: its factors and, for the
 /// low-rank form, the scale `α / r` of `L Rᵀ`.
@@ -186,14 +192,12 @@ impl LearnedSimilarity {
             .collect())
     }
 
-    /// The factors in `dtype` (the student's precision).
-    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
-        let factors = self
-            .factors
-            .iter()
-            .map(|f| f.to_dtype(dtype))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Self::from_factors(factors, self.low_rank_scale)
+    /// Adds the factors to a map of named tensors (a set's file or a
+    /// checkpoint) under [`factor_key`]s.
+    pub fn insert_factors(&self, map: &mut HashMap<String, Tensor>) {
+        for (k, f) in self.factors.iter().enumerate() {
+            map.insert(factor_key(k), f.clone());
+        }
     }
 }
 
