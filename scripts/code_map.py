@@ -29,7 +29,7 @@ LAYERS = [
     ("evaluate", ["evaluate"]),
     ("display", ["display"]),
     ("tuning", ["tune"]),
-    ("pipeline", ["pipeline"]),
+    ("pipeline", ["pipeline", "compare"]),
     ("notebook and binary", ["notebook", "bin"]),
 ]
 RANK = {}

@@ -55,7 +55,7 @@
 //! | evaluation | [`evaluate`]: the protocol, result rows, coresets |
 //! | pictures and tables | [`display`] |
 //! | tuning | [`tune`]: stage-2 settings chosen by validation recall |
-//! | the pipeline | [`pipeline`]: the steps the command line and notebooks share |
+//! | the pipeline | [`pipeline`]: the steps the command line and notebooks share; [`compare`]: stage-2 options side by side at equal storage |
 //! | notebooks | [`notebook`]: the cache-aware [`Workspace`](notebook::Workspace) |
 
 #![warn(missing_docs)]
@@ -90,6 +90,8 @@ pub mod tune;
 
 // shared by the command line and notebooks
 pub mod pipeline;
+// stage-2 options side by side at equal storage
+pub mod compare;
 
 // notebooks and pictures
 pub mod display;

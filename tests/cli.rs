@@ -643,3 +643,109 @@ fn frozen_backbone_needs_pretrained_weights_then_trains_and_matches_only_the_hea
         assert!(text.contains(method), "{method} missing: {text}");
     }
 }
+
+#[test]
+fn compare_distils_each_option_at_equal_storage_and_reads_finished_sets_back() {
+    use vl_distill::compare::{compared_dir, ComparedSet, StageTwoOption};
+    use vl_distill::stage2::distilled_set::DistilledSet;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let args = [
+        "compare",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--quiet",
+        "--pairs",
+        "12",
+    ];
+    let o = cli(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = || -> Vec<ComparedSet> {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("comparison.json")).unwrap())
+            .unwrap()
+    };
+    let rows = read();
+    let options: Vec<_> = rows.iter().map(|r| r.option).collect();
+    assert_eq!(options, StageTwoOption::ALL.to_vec());
+    let plain = &rows[0];
+    assert_eq!(plain.pairs, 12);
+    for r in &rows {
+        // equal storage: a similarity costs a pair, never more floats than plain
+        let want = if r.option.learns_similarity() { 11 } else { 12 };
+        assert_eq!(r.pairs, want, "{:?}", r.option);
+        assert!(
+            r.floats <= plain.floats,
+            "{:?}: {} floats",
+            r.option,
+            r.floats
+        );
+        let v = r.stats.mean.values();
+        assert!(
+            0.0 <= v[0] && v[0] <= v[1] && v[1] <= v[2] && v[2] <= 100.0,
+            "{v:?}"
+        );
+        assert!(
+            0.0 <= v[3] && v[3] <= v[4] && v[4] <= v[5] && v[5] <= 100.0,
+            "{v:?}"
+        );
+        assert!(r.distill_seconds.is_some());
+    }
+    let set = |o: StageTwoOption| {
+        let path = compared_dir(dir.path(), o, 12).join("distilled.safetensors");
+        DistilledSet::load(&path, &candle_core::Device::Cpu).unwrap()
+    };
+    // the learned similarity moved away from the identity it starts at
+    let lors = set(StageTwoOption::Lors);
+    let s = lors
+        .similarity
+        .as_ref()
+        .expect("a LoRS set keeps its similarity")
+        .matrix()
+        .unwrap();
+    let eye =
+        candle_core::Tensor::eye(11, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let moved: f32 = (s - eye)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(moved > 0.0);
+    assert!(set(StageTwoOption::Plain).similarity.is_none());
+    // blended students pull the pixels elsewhere than plain ones
+    let (p, b) = (set(StageTwoOption::Plain), set(StageTwoOption::Blend));
+    let apart: f32 = (p.images - b.images)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(apart > 0.0);
+    let table = std::fs::read_to_string(dir.path().join("comparison.md")).unwrap();
+    assert!(table.contains("+ LoRS + blending") && table.contains("against plain matching"));
+    // again: every set and its test rows are read back, nothing distilled twice
+    let o = cli(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = read();
+    for (a, r) in again.iter().zip(&rows) {
+        assert_eq!(a.stats, r.stats);
+        assert_eq!(a.distill_seconds, None);
+    }
+    let o = cli(&[
+        "compare",
+        "--profile",
+        "smoke",
+        "--out",
+        out,
+        "--options",
+        "plain,mixup",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown stage-2 option \"mixup\""));
+}

@@ -7,6 +7,7 @@ mod args;
 use anyhow::{Context, Result};
 use args::{Cli, Command, DataAction, PrepareArgs, PrepareDataset};
 use clap::Parser;
+use vl_distill::compare::{self, CompareOptions, StageTwoOption};
 use vl_distill::config::{Config, SynthSpace};
 use vl_distill::data::{karpathy, prepare};
 use vl_distill::evaluate::coreset::CoresetMethod;
@@ -152,6 +153,24 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             pipeline::tune_into(&exp, &out, &opts, !common.quiet)?;
+        }
+        Command::Compare {
+            common,
+            options,
+            pairs,
+        } => {
+            let options = options
+                .iter()
+                .map(|o| o.parse())
+                .collect::<Result<Vec<StageTwoOption>, _>>()?;
+            let (exp, out) = common.experiment()?;
+            let budgets = if pairs.is_empty() {
+                vec![exp.config.distill.pairs]
+            } else {
+                pairs
+            };
+            let opts = CompareOptions { options, budgets };
+            compare::compare(&exp, &out, &opts, !common.quiet)?;
         }
         Command::Run(common) => {
             let (exp, out) = common.experiment()?;

@@ -769,6 +769,17 @@ fn default_lors_lr() -> f64 {
     10.0
 }
 
+impl LorsConfig {
+    /// Floats the similarity of `pairs` pairs stores: `N (1 + 2·rank)`, or
+    /// `N²` when full.
+    pub fn num_floats(&self, pairs: usize) -> usize {
+        match self.full {
+            true => pairs * pairs,
+            false => pairs * (1 + 2 * self.rank),
+        }
+    }
+}
+
 impl Default for LorsConfig {
     fn default() -> Self {
         LorsConfig {

@@ -101,6 +101,30 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         rungs: usize,
     },
+    /// Compare the stage-2 options at equal storage: plain bi-trajectory
+    /// matching, + LoRS's learned similarity (`distill.similarity`), +
+    /// RepBlend's blended students (`distill.blend`) and both, each distilled
+    /// from the experts in --out (trained when missing) in `distill.space`
+    /// and evaluated like every method (students chosen on val with
+    /// eval.student_grid, test read once). A set with a similarity gets
+    /// the most pairs that fit the same floats (99 for 100 pixel pairs).
+    /// Each set lives in --out/compare/<option>-<pairs>/ (resumable);
+    /// the table goes to --out/comparison.md, the rows to comparison.json.
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Options, comma-separated: plain, lors, blend, lors_blend.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "plain,lors,blend,lors_blend"
+        )]
+        options: Vec<String>,
+        /// Storage budgets in plain pairs, comma-separated (default:
+        /// `distill.pairs`).
+        #[arg(long, value_delimiter = ',')]
+        pairs: Vec<usize>,
+    },
     /// (Re)write the pictures of --out/distilled.safetensors:
     /// distilled_before.png, distilled_after.png and distilled/ (a PNG per
     /// pair, index.json, index.md with the nearest real captions). Uses
