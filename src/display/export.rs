@@ -184,7 +184,7 @@ impl std::fmt::Display for ExportSummary {
 
 /// The train split's caption strings (in the row order of `exp.train.texts`)
 /// and, for each, the file name of its image.
-fn train_captions(exp: &Experiment) -> Result<(Vec<&str>, Vec<&str>)> {
+pub(crate) fn train_captions(exp: &Experiment) -> Result<(Vec<&str>, Vec<&str>)> {
     let (captions, owner) = exp.dataset.captions(Split::Train);
     let rows = exp.train.texts.dim(0)?;
     if captions.len() != rows {
@@ -201,7 +201,7 @@ fn train_captions(exp: &Experiment) -> Result<(Vec<&str>, Vec<&str>)> {
 }
 
 /// Checks that the set's text embeddings live in the experiment's caption space.
-fn check_fits(set: &DistilledSet, exp: &Experiment) -> Result<()> {
+pub(crate) fn check_fits(set: &DistilledSet, exp: &Experiment) -> Result<()> {
     let d = set.texts.dim(1)?;
     let d_real = exp.train.texts.dim(1)?;
     if d != d_real {

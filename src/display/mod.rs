@@ -2,7 +2,9 @@
 //! with captions, shown inline in an evcxr notebook or saved as PNG) and the
 //! export of a [`DistilledSet`](crate::stage2::distilled_set::DistilledSet) as one PNG per
 //! pair with the nearest real captions of its text embedding
-//! ([`export_distilled`], [`nearest_captions`], [`distilled_grid`]).
+//! ([`export_distilled`], [`nearest_captions`], [`distilled_grid`]), and a
+//! learned similarity's heatmap and strongest links ([`similarity_heatmap`],
+//! [`partner_grid`]).
 //!
 //! Our images are 24–32 px, so everything shown is upscaled by an integer
 //! factor with nearest neighbour: the pixels a model sees stay visible as
@@ -13,6 +15,7 @@ pub mod export;
 pub mod grid;
 pub mod plot;
 pub mod recall_table;
+pub mod similarity;
 pub mod text;
 
 pub use export::{
@@ -21,6 +24,7 @@ pub use export::{
 };
 pub use grid::{GridLayout, ImageGrid, Tile};
 pub use recall_table::RecallTable;
+pub use similarity::{partner_grid, similarity_heatmap};
 
 use crate::error::{Error, Result};
 use image::RgbImage;

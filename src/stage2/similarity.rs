@@ -192,6 +192,30 @@ impl LearnedSimilarity {
             .collect())
     }
 
+    /// The `k` largest off-diagonal entries of the matrix, `(image i, text
+    /// j, S_ij)`, strongest first (ties by position): the pairs the set
+    /// links most.
+    pub fn strongest_links(&self, k: usize) -> Result<Vec<(usize, usize, f32)>> {
+        let m = self
+            .matrix()?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
+        let mut links: Vec<(usize, usize, f32)> = m
+            .iter()
+            .enumerate()
+            .flat_map(|(i, row)| {
+                row.iter()
+                    .enumerate()
+                    .filter(move |&(j, _)| j != i)
+                    .map(move |(j, &v)| (i, j, v))
+            })
+            .collect();
+        links.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+        links.truncate(k);
+        Ok(links)
+    }
+
     /// Adds the factors to a map of named tensors (a set's file or a
     /// checkpoint) under [`factor_key`]s.
     pub fn insert_factors(&self, map: &mut HashMap<String, Tensor>) {
@@ -215,6 +239,24 @@ mod tests {
         assert_eq!(full.matrix().unwrap().to_vec2::<f32>().unwrap(), eye);
         assert_eq!(lr.num_floats(), 6 * (1 + 2 * 2));
         assert_eq!(full.num_floats(), 36);
+        let cfg = LorsConfig {
+            rank: 2,
+            ..Default::default()
+        };
+        assert_eq!(cfg.num_floats(6), lr.num_floats());
+        let full_cfg = LorsConfig { full: true, ..cfg };
+        assert_eq!(full_cfg.num_floats(6), full.num_floats());
+    }
+
+    #[test]
+    fn the_strongest_links_are_the_largest_off_diagonal_entries() {
+        let dev = Device::Cpu;
+        let m = Tensor::new(&[[1f32, 0.2, -0.5], [0.7, 1.0, 0.2], [0.1, 0.3, 1.0]], &dev).unwrap();
+        let s = LearnedSimilarity::from_factors(vec![m], None).unwrap();
+        let links = s.strongest_links(3).unwrap();
+        // 0.7 at (1, 0), then 0.3 at (2, 1), then the two 0.2 by position
+        assert_eq!(links, vec![(1, 0, 0.7), (2, 1, 0.3), (0, 1, 0.2)]);
+        assert_eq!(s.strongest_links(10).unwrap().len(), 6);
     }
 
     #[test]
