@@ -2,8 +2,8 @@
 //! profile: `syn_steps` student SGD steps on the 100 synthetic pairs, the
 //! bi-trajectory matching loss, and its exact gradient by the reverse sweep
 //! (everything [`Distiller::step`](vl_distill::stage2::distiller::Distiller::step)
-//! does but the cheap update of the set), plain and with a learned
-//! similarity (LoRS).
+//! does but the cheap update of the set), plain, with a learned similarity
+//! (LoRS), with blended students (RepBlend) and with both.
 //!
 //! `cargo bench --bench distill_step`. Peak memory is measured by
 //! `cargo bench --bench distill_memory` (one process per size).
@@ -18,29 +18,30 @@ fn outer_step(c: &mut Criterion) {
     vl_distill::device::tune_allocator();
     let cfg = Config::default_profile();
     let n = cfg.distill.syn_steps;
-    let s = common::step_inputs(&cfg, n).expect("inputs");
     let mut group = c.benchmark_group("distill");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(60))
         .warm_up_time(Duration::from_secs(1));
-    group.bench_function(
-        format!(
-            "outer step, default profile ({} pairs, {n} steps)",
-            cfg.distill.pairs
-        ),
-        |b| b.iter(|| s.gradient().expect("step")),
-    );
-    // the same step whose students train against a learned similarity
-    // (LoRS, rank 10): the soft-label loss and the factors' gradient
-    let lors = common::step_inputs_with_similarity(&cfg, n).expect("inputs");
-    group.bench_function(
-        format!(
-            "outer step, default profile + LoRS rank 10 ({} pairs, {n} steps)",
-            cfg.distill.pairs
-        ),
-        |b| b.iter(|| lors.gradient().expect("step")),
-    );
+    let options = [
+        ("plain", ""),
+        // students train against a learned similarity (rank 10): the
+        // soft-label loss and the factors' gradient
+        ("lors", " + LoRS rank 10"),
+        // each step's pairs blended with partners
+        ("blend", " + blending"),
+        ("lors_blend", " + LoRS rank 10 + blending"),
+    ];
+    for (option, label) in options {
+        let s = common::option_inputs(&cfg, option, n).expect("inputs");
+        group.bench_function(
+            format!(
+                "outer step, default profile{label} ({} pairs, {n} steps)",
+                cfg.distill.pairs
+            ),
+            |b| b.iter(|| s.gradient().expect("step")),
+        );
+    }
     group.finish();
 }
 

@@ -69,6 +69,7 @@ NEEDS = {
     "11": ["03"],
     "12": ["09"],
     "14": ["02"],
+    "15": ["02", "13"],
 }
 # Started first when ready: those the others wait for, then the longest.
 FIRST = ["01", "02", "09", "03", "13"]

@@ -113,13 +113,17 @@ pub struct ReadmeDoctests;
 
 /// The names a notebook needs, in one import: `use vl_distill::prelude::*;`.
 pub mod prelude {
-    pub use crate::config::{Config, EncoderSize, ImageEncoderConfig, InitKind};
+    pub use crate::compare::{compare, compared_dir, CompareOptions, ComparedSet, StageTwoOption};
+    pub use crate::config::{
+        BlendConfig, Config, EncoderSize, ImageEncoderConfig, InitKind, LorsConfig, SynthSpace,
+    };
     pub use crate::data::{CaptionedImages, Dataset, Sample, Split};
     pub use crate::device;
     pub use crate::display::comparison::ComparisonTable;
     pub use crate::display::plot::LinePlot;
     pub use crate::display::{
-        distilled_grid, export_distilled, nearest_captions, ImageGrid, RecallTable,
+        distilled_grid, export_distilled, nearest_captions, partner_grid, similarity_heatmap,
+        ImageGrid, RecallTable,
     };
     pub use crate::error::{Error, Result};
     pub use crate::evaluate::coreset::CoresetMethod;

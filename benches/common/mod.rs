@@ -110,6 +110,35 @@ pub fn step_inputs_with_similarity(
     Ok(s)
 }
 
+/// `s` with RepBlend's blending in every student step: λ = 0.5 and each
+/// row mixed with the row after it (a fixed draw, so runs compare).
+pub fn blended(mut s: StepInputs) -> StepInputs {
+    for b in &mut s.batches {
+        let n = b.indices.len() as u32;
+        b.blend = Some(vl_distill::stage2::unroll::Blend {
+            lambda: 0.5,
+            partner: (0..n).map(|i| (i + 1) % n).collect(),
+        });
+    }
+    s
+}
+
+/// The step inputs of stage-2 option `option` (`plain`, `lors`, `blend`,
+/// `lors_blend`) at the profile of `cfg`.
+pub fn option_inputs(
+    cfg: &Config,
+    option: &str,
+    syn_steps: usize,
+) -> vl_distill::Result<StepInputs> {
+    Ok(match option {
+        "plain" => step_inputs(cfg, syn_steps)?,
+        "lors" => step_inputs_with_similarity(cfg, syn_steps)?,
+        "blend" => blended(step_inputs(cfg, syn_steps)?),
+        "lors_blend" => blended(step_inputs_with_similarity(cfg, syn_steps)?),
+        other => return Err(vl_distill::Error::Config(format!("unknown option {other}"))),
+    })
+}
+
 /// Peak resident memory of this process in MiB: `VmHWM` of
 /// `/proc/self/status`. Unlike `getrusage`'s `ru_maxrss`, which a child
 /// inherits from its parent across fork and exec, the high-water mark
