@@ -11,7 +11,7 @@
 //! `distill.iterations`. The test split is never read: it is kept for the
 //! number reported once with the winner.
 
-use crate::config::{Config, DistillConfig, LorsConfig, SynthSpace};
+use crate::config::{BlendConfig, Config, DistillConfig, LorsConfig, SynthSpace};
 use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::evaluate::protocol::Evaluator;
@@ -67,6 +67,9 @@ pub struct Candidate {
     /// `distill.similarity.lr`, when the set learns a similarity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_similarity: Option<f64>,
+    /// `distill.blend.alpha`, when the students blend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend_alpha: Option<f64>,
 }
 
 impl Candidate {
@@ -82,6 +85,7 @@ impl Candidate {
             syn_steps: cfg.syn_steps,
             max_start_epoch: cfg.max_start_epoch,
             lr_similarity: cfg.similarity.map(|l| l.lr),
+            blend_alpha: cfg.blend.map(|b| b.alpha),
         }
     }
 
@@ -95,6 +99,10 @@ impl Candidate {
             (Some(l), Some(lr)) => Some(LorsConfig { lr, ..l }),
             (l, _) => l,
         };
+        let blend = match (cfg.blend, self.blend_alpha) {
+            (Some(_), Some(alpha)) => Some(BlendConfig { alpha }),
+            (b, _) => b,
+        };
         DistillConfig {
             lr_images,
             lr_features,
@@ -103,6 +111,7 @@ impl Candidate {
             syn_steps: self.syn_steps,
             max_start_epoch: self.max_start_epoch,
             similarity,
+            blend,
             ..cfg.clone()
         }
     }
@@ -118,13 +127,18 @@ impl std::fmt::Display for Candidate {
         if let Some(lr) = self.lr_similarity {
             write!(f, " lr_similarity {lr}")?;
         }
+        if let Some(alpha) = self.blend_alpha {
+            write!(f, " blend_alpha {alpha}")?;
+        }
         Ok(())
     }
 }
 
 /// The grid around `cfg`: each learning rate (the synthetic images' rate
 /// of `cfg`'s space, and the similarity's when the set learns one) at a
-/// third, once and three times its value, `syn_steps` once and twice, and `max_start_epoch`
+/// third, once and three times its value, the blending's Beta parameter
+/// (when the students blend) likewise (a third: λ mostly near 0 or 1,
+/// little mixing; three times: λ near ½), `syn_steps` once and twice, and `max_start_epoch`
 /// from 1 to the last start the experts' `expert_epochs` epochs allow
 /// (`expert_epochs_done` recorded epochs), at most three values. The
 /// configuration's own candidate comes first.
@@ -144,6 +158,10 @@ pub fn grid(cfg: &DistillConfig, expert_epochs_done: usize) -> Vec<Candidate> {
         Some(lr) => rates(lr).into_iter().map(Some).collect(),
         None => vec![None],
     };
+    let blending: Vec<Option<f64>> = match own.blend_alpha {
+        Some(a) => rates(a).into_iter().map(Some).collect(),
+        None => vec![None],
+    };
     let mut out = Vec::new();
     for lr_images in rates(own.lr_images) {
         for lr_texts in rates(cfg.lr_texts) {
@@ -151,14 +169,17 @@ pub fn grid(cfg: &DistillConfig, expert_epochs_done: usize) -> Vec<Candidate> {
                 for syn_steps in [cfg.syn_steps, 2 * cfg.syn_steps] {
                     for &max_start_epoch in &starts {
                         for &lr_similarity in &similarity {
-                            out.push(Candidate {
-                                lr_images,
-                                lr_texts,
-                                lr_lr,
-                                syn_steps,
-                                max_start_epoch,
-                                lr_similarity,
-                            });
+                            for &blend_alpha in &blending {
+                                out.push(Candidate {
+                                    lr_images,
+                                    lr_texts,
+                                    lr_lr,
+                                    syn_steps,
+                                    max_start_epoch,
+                                    lr_similarity,
+                                    blend_alpha,
+                                });
+                            }
                         }
                     }
                 }
@@ -356,5 +377,17 @@ mod tests {
         assert_eq!(third.apply(&lors).similarity.unwrap().lr, 3.33);
         assert_eq!(third.apply(&lors).similarity.unwrap().rank, 10);
         assert!(third.to_string().contains("lr_similarity 3.33"));
+        // blending: its Beta parameter at a third, once and three times
+        assert!(grid(&cfg, 4).iter().all(|c| c.blend_alpha.is_none()));
+        let both = DistillConfig {
+            blend: Some(BlendConfig::default()),
+            ..lors.clone()
+        };
+        let g = grid(&both, 4);
+        assert_eq!(g.len(), 9 * grid(&cfg, 4).len());
+        assert_eq!(g[0].apply(&both), both);
+        let mixing = g.iter().find(|c| c.blend_alpha == Some(3.0)).unwrap();
+        assert_eq!(mixing.apply(&both).blend.unwrap().alpha, 3.0);
+        assert!(mixing.to_string().contains("blend_alpha 3"));
     }
 }

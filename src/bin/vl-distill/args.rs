@@ -86,7 +86,8 @@ pub enum Command {
         pairs: Vec<usize>,
     },
     /// Choose the stage-2 settings (distill.lr_images, lr_texts, lr_lr,
-    /// syn_steps, max_start_epoch) by validation recall: successive halving
+    /// syn_steps, max_start_epoch, and distill.similarity.lr and
+    /// distill.blend.alpha when they are set) by validation recall: successive halving
     /// over a grid around the configured values, with the experts in --out
     /// (trained when missing). Writes --out/tune.json (every score) and
     /// --out/tuned.toml (the winner's whole configuration, for --config).
