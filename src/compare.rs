@@ -319,7 +319,7 @@ pub fn comparison_markdown(exp: &Experiment, rows: &[ComparedSet]) -> String {
 /// The recall table of `rows` (Markdown).
 pub fn comparison_table(rows: &[ComparedSet]) -> String {
     let mut s = String::from(
-        "| stage 2 | storage (pairs) | pairs | floats | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 | students (chosen on val) |\n\
+        "| stage 2 | storage (pairs) | pairs | floats (KiB) | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 | students (chosen on val) |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
@@ -328,11 +328,12 @@ pub fn comparison_table(rows: &[ComparedSet]) -> String {
             .map(|i| format!("{:.1} ± {:.1}", m[i], d[i]))
             .collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} ({:.0}) | {} | {} |\n",
             r.option.title(),
             r.budget,
             r.pairs,
             r.floats,
+            (r.floats * std::mem::size_of::<f32>()) as f64 / 1024.0,
             cells.join(" | "),
             r.student.as_deref().unwrap_or("fixed")
         ));

@@ -508,6 +508,16 @@ fn a_learned_similarity_moves_is_saved_and_resumes_bit_identically() {
     let pairs = exp.config.distill.pairs;
     let floats_plain = fresh.set.images.elem_count() + fresh.set.texts.elem_count() + 2;
     assert_eq!(fresh.set.num_floats(), floats_plain + pairs * (1 + 2 * 4));
+    // the bytes it reports are what its file holds, but for a small header
+    let file = tempfile::tempdir().unwrap();
+    let path = file.path().join("set.safetensors");
+    fresh.set.save(&path).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(
+        (fresh.set.num_bytes()..fresh.set.num_bytes() + 16 * 1024).contains(&len),
+        "{len} bytes on disk, {} reported",
+        fresh.set.num_bytes()
+    );
 
     let whole = tempfile::tempdir().unwrap();
     let mut a = Distiller::new(&exp, trajs.clone())

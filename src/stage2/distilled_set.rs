@@ -175,6 +175,12 @@ impl DistilledSet {
                 .map_or(0, LearnedSimilarity::num_floats)
     }
 
+    /// Bytes the set's values take as stored (f32, four bytes a float;
+    /// the file adds a small header and metadata).
+    pub fn num_bytes(&self) -> usize {
+        self.num_floats() * std::mem::size_of::<f32>()
+    }
+
     /// The learning rates for students of `exp`'s encoders trained on this
     /// set, and, when `exp`'s image encoder is not the one the set was
     /// distilled with (cross-architecture evaluation), that encoder's label.
