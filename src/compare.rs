@@ -299,8 +299,8 @@ fn write_comparison(exp: &Experiment, dir: &Path, rows: &[ComparedSet]) -> Resul
 }
 
 /// The comparison of `rows` as Markdown: a table of every recall (mean ±
-/// std), then, per budget, each option's TR R@1 against plain matching's
-/// and whether the difference exceeds the sum of the two std's.
+/// std), then, per budget, each option's TR and IR R@1 against plain
+/// matching's and whether the difference exceeds the sum of the two std's.
 pub fn comparison_markdown(exp: &Experiment, rows: &[ComparedSet]) -> String {
     let mut s = format!(
         "Stage-2 options at equal storage: {} ({} profile), {}; test recall of {} students \
@@ -341,8 +341,8 @@ pub fn comparison_table(rows: &[ComparedSet]) -> String {
     s
 }
 
-/// Per budget, each option's TR R@1 against plain matching's: the
-/// difference and whether it is larger than the sum of the two std's.
+/// Per budget, each option's TR R@1 and IR R@1 against plain matching's:
+/// the difference and whether it is larger than the sum of the two std's.
 pub fn verdicts(rows: &[ComparedSet]) -> String {
     let mut s = String::new();
     let mut budgets: Vec<usize> = rows.iter().map(|r| r.budget).collect();
@@ -358,21 +358,23 @@ pub fn verdicts(rows: &[ComparedSet]) -> String {
             .iter()
             .filter(|r| r.budget == b && r.option != StageTwoOption::Plain)
         {
-            let diff = r.stats.mean.tr_r1 - plain.stats.mean.tr_r1;
-            let noise = r.stats.std.tr_r1 + plain.stats.std.tr_r1;
-            let verdict = if diff > noise {
-                "better, beyond the two std's"
-            } else if -diff > noise {
-                "worse, beyond the two std's"
-            } else {
-                "within the two std's"
+            let against = |name: &str, pick: fn(&crate::model::retrieval::Recall) -> f64| {
+                let diff = pick(&r.stats.mean) - pick(&plain.stats.mean);
+                let noise = pick(&r.stats.std) + pick(&plain.stats.std);
+                let verdict = if diff > noise {
+                    "better beyond the two std's"
+                } else if -diff > noise {
+                    "worse beyond the two std's"
+                } else {
+                    "within the two std's"
+                };
+                format!("{name} {diff:+.1} (std's sum {noise:.1}, {verdict})")
             };
             s.push_str(&format!(
-                "- {b} pairs of storage: {} TR R@1 {:+.1} against plain matching (std's {:.1} + {:.1}): {verdict}\n",
+                "- {b} pairs of storage, {} against plain matching: {}; {}\n",
                 r.option.title(),
-                diff,
-                r.stats.std.tr_r1,
-                plain.stats.std.tr_r1
+                against("TR R@1", |x| x.tr_r1),
+                against("IR R@1", |x| x.ir_r1),
             ));
         }
     }
@@ -396,6 +398,51 @@ mod tests {
         // a full matrix of 100 pairs costs 10 000 floats
         let full = LorsConfig { full: true, ..lors };
         assert_eq!(pairs_at_equal_storage(100, 3456, Some(&full)), 97);
+    }
+
+    #[test]
+    fn verdicts_set_each_option_against_plain_by_the_sum_of_the_stds() {
+        use crate::model::retrieval::Recall;
+        let row = |option, tr: f64, ir: f64, std: f64| ComparedSet {
+            option,
+            budget: 100,
+            pairs: 100,
+            floats: 1,
+            space: SynthSpace::Pixels,
+            stats: RecallStats {
+                mean: Recall::from_values([tr, 0.0, 0.0, ir, 0.0, 0.0]),
+                std: Recall::from_values([std, 0.0, 0.0, std, 0.0, 0.0]),
+                seeds: 3,
+            },
+            student: None,
+            distill_seconds: None,
+            iterations: 1,
+        };
+        let rows = [
+            row(StageTwoOption::Plain, 8.0, 4.0, 0.5),
+            // TR +1.5 against 1.0 of noise; IR +0.5 against 1.0
+            row(StageTwoOption::Lors, 9.5, 4.5, 0.5),
+            // TR −2.0 against 0.6
+            row(StageTwoOption::Blend, 6.0, 4.0, 0.1),
+        ];
+        let v = verdicts(&rows);
+        let lines: Vec<&str> = v.lines().collect();
+        assert_eq!(lines.len(), 2, "{v}");
+        assert!(lines[0].contains("+ LoRS similarity"));
+        assert!(
+            lines[0].contains("TR R@1 +1.5 (std's sum 1.0, better beyond the two std's)"),
+            "{v}"
+        );
+        assert!(
+            lines[0].contains("IR R@1 +0.5 (std's sum 1.0, within the two std's)"),
+            "{v}"
+        );
+        assert!(
+            lines[1].contains("TR R@1 -2.0 (std's sum 0.6, worse beyond the two std's)"),
+            "{v}"
+        );
+        // no plain row at a budget: nothing to set against
+        assert!(verdicts(&rows[1..]).is_empty());
     }
 
     #[test]
