@@ -11,11 +11,15 @@
 //! at rank 10, as LoRS's authors compare, N − 2 for 1280-d features.
 //!
 //! Each (option, budget) lives in `dir/compare/<option>-<budget>/` (its
-//! checkpoint, set and `results.json`), so an interrupted comparison resumes
+//! checkpoint, set, `config.toml`, `results.json` and, for a pixel set, the
+//! export `distilled/` with each pair's nearest real captions and learned
+//! partners), so an interrupted comparison resumes
 //! where it stopped and a finished one is read back; the table goes to
 //! `dir/comparison.md` and the rows to `dir/comparison.json`.
 
 use crate::config::{DistillConfig, InitKind, LorsConfig, SynthSpace};
+use crate::display::export::DEFAULT_NEAREST;
+use crate::display::export_distilled;
 use crate::error::{Error, Result};
 use crate::evaluate::results::{append_result, read_results, RecallStats};
 use crate::experiment::Experiment;
@@ -250,6 +254,24 @@ pub fn compare(
             let distill_seconds = started.map(|t| t.elapsed().as_secs_f64());
             let set_path = sub.join(distilled_file(space));
             d.set.save(&set_path)?;
+            // the set's own configuration, so that `export`, `eval` and
+            // `distill` with --out on this folder see the set as it was made
+            let mut own = exp.config.clone();
+            own.distill = d.config().clone();
+            let config_path = sub.join("config.toml");
+            std::fs::write(&config_path, own.to_toml()).map_err(|e| Error::io(&config_path, e))?;
+            let pictures = sub.join("distilled");
+            if space == SynthSpace::Pixels && !pictures.exists() {
+                let summary = export_distilled(&d.set, exp, &pictures, DEFAULT_NEAREST)?;
+                log_line(&format!(
+                    "compare: {name}: pairs with their nearest real captions{} → {summary}",
+                    if d.set.similarity.is_some() {
+                        " and learned partners"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             let method = distilled_method(space);
             let earlier = read_results(&sub)?.into_iter().rev().find(|r| {
                 r.method == method && r.pairs == Some(pairs) && r.profile == exp.config.profile

@@ -727,6 +727,21 @@ fn compare_distils_each_option_at_equal_storage_and_reads_finished_sets_back() {
         .to_scalar()
         .unwrap();
     assert!(apart > 0.0);
+    // each folder records its set's own configuration, and a LoRS set's
+    // export lists its learned partners
+    let lors_dir = compared_dir(dir.path(), StageTwoOption::Lors, 12);
+    let own = vl_distill::config::Config::from_toml_file(&lors_dir.join("config.toml")).unwrap();
+    assert_eq!(own.distill.pairs, 11);
+    assert!(own.distill.similarity.is_some() && own.distill.blend.is_none());
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lors_dir.join("distilled").join("index.json")).unwrap(),
+    )
+    .unwrap();
+    let items = index["items"].as_array().unwrap();
+    assert_eq!(items.len(), 11);
+    assert!(items
+        .iter()
+        .all(|p| !p["partners"].as_array().unwrap().is_empty()));
     let table = std::fs::read_to_string(dir.path().join("comparison.md")).unwrap();
     assert!(table.contains("+ LoRS + blending") && table.contains("against plain matching"));
     // again: every set and its test rows are read back, nothing distilled twice
