@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 fn cli(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vl-distill"))
         .args(args)
@@ -706,26 +708,12 @@ fn compare_distils_each_option_at_equal_storage_and_reads_finished_sets_back() {
         .unwrap();
     let eye =
         candle_core::Tensor::eye(11, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
-    let moved: f32 = (s - eye)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let moved = common::max_abs_diff(&s, &eye);
     assert!(moved > 0.0);
     assert!(set(StageTwoOption::Plain).similarity.is_none());
     // blended students pull the pixels elsewhere than plain ones
     let (p, b) = (set(StageTwoOption::Plain), set(StageTwoOption::Blend));
-    let apart: f32 = (p.images - b.images)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let apart = common::max_abs_diff(&p.images, &b.images);
     assert!(apart > 0.0);
     // each folder records its set's own configuration, and a LoRS set's
     // export lists its learned partners

@@ -37,24 +37,14 @@ fn diverging(v: f32, scale: f32) -> Rgb<u8> {
 /// links show; the diagonal, near 1, saturates red; ±1 at the identity). The caption says the
 /// scale.
 pub fn similarity_heatmap(sim: &LearnedSimilarity) -> Result<ImageGrid> {
-    let m = sim
-        .matrix()?
-        .to_dtype(DType::F32)?
-        .to_device(&Device::Cpu)?
-        .to_vec2::<f32>()?;
+    let m = sim.values()?;
     let n = m.len();
     if n == 0 {
         return Err(Error::Shape("an empty similarity has no picture".into()));
     }
-    let scale = m
-        .iter()
-        .enumerate()
-        .flat_map(|(i, row)| {
-            row.iter()
-                .enumerate()
-                .filter(move |&(j, _)| j != i)
-                .map(|(_, v)| v.abs())
-        })
+    let scale = LearnedSimilarity::off_diagonal(&m)
+        .into_iter()
+        .map(|(_, _, v)| v.abs())
         .fold(0.0f32, f32::max);
     // at the identity (nothing learned yet) the diagonal alone shows
     let scale = if scale > 0.0 { scale } else { 1.0 };

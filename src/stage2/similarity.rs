@@ -168,14 +168,34 @@ impl LearnedSimilarity {
         self.block_of(&self.factors, &all)
     }
 
-    /// For each pair, the `k` other pairs it is most similar to (the largest
-    /// off-diagonal entries of its row), strongest first, with their values.
-    pub fn strongest_partners(&self, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
-        let m = self
+    /// The matrix as rows of f32 on the CPU (row i: image i).
+    pub fn values(&self) -> Result<Vec<Vec<f32>>> {
+        Ok(self
             .matrix()?
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?
-            .to_vec2::<f32>()?;
+            .to_vec2::<f32>()?)
+    }
+
+    /// Every off-diagonal entry `(image i, text j, S_ij)` of the matrix
+    /// `values` (as [`values`](Self::values) returns it), row by row.
+    pub fn off_diagonal(values: &[Vec<f32>]) -> Vec<(usize, usize, f32)> {
+        values
+            .iter()
+            .enumerate()
+            .flat_map(|(i, row)| {
+                row.iter()
+                    .enumerate()
+                    .filter(move |&(j, _)| j != i)
+                    .map(move |(j, &v)| (i, j, v))
+            })
+            .collect()
+    }
+
+    /// For each pair, the `k` other pairs it is most similar to (the largest
+    /// off-diagonal entries of its row), strongest first, with their values.
+    pub fn strongest_partners(&self, k: usize) -> Result<Vec<Vec<(usize, f32)>>> {
+        let m = self.values()?;
         Ok(m.iter()
             .enumerate()
             .map(|(i, row)| {
@@ -196,21 +216,7 @@ impl LearnedSimilarity {
     /// j, S_ij)`, strongest first (ties by position): the pairs the set
     /// links most.
     pub fn strongest_links(&self, k: usize) -> Result<Vec<(usize, usize, f32)>> {
-        let m = self
-            .matrix()?
-            .to_dtype(DType::F32)?
-            .to_device(&Device::Cpu)?
-            .to_vec2::<f32>()?;
-        let mut links: Vec<(usize, usize, f32)> = m
-            .iter()
-            .enumerate()
-            .flat_map(|(i, row)| {
-                row.iter()
-                    .enumerate()
-                    .filter(move |&(j, _)| j != i)
-                    .map(move |(j, &v)| (i, j, v))
-            })
-            .collect();
+        let mut links = Self::off_diagonal(&self.values()?);
         links.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
         links.truncate(k);
         Ok(links)
